@@ -1,0 +1,233 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class DType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DTYPE_UNSPECIFIED: _ClassVar[DType]
+    FLOAT32: _ClassVar[DType]
+    FLOAT16: _ClassVar[DType]
+    BFLOAT16: _ClassVar[DType]
+    INT64: _ClassVar[DType]
+    INT32: _ClassVar[DType]
+    INT16: _ClassVar[DType]
+    UINT8: _ClassVar[DType]
+    BOOL: _ClassVar[DType]
+    FLOAT64: _ClassVar[DType]
+DTYPE_UNSPECIFIED: DType
+FLOAT32: DType
+FLOAT16: DType
+BFLOAT16: DType
+INT64: DType
+INT32: DType
+INT16: DType
+UINT8: DType
+BOOL: DType
+FLOAT64: DType
+
+class PipelineSpec(_message.Message):
+    __slots__ = ("image_slices", "image_resize", "image_crop", "hu_center", "hu_width", "wave_rate_hz", "wave_samples", "text_tokens", "tokenizer", "augment")
+    IMAGE_SLICES_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_RESIZE_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_CROP_FIELD_NUMBER: _ClassVar[int]
+    HU_CENTER_FIELD_NUMBER: _ClassVar[int]
+    HU_WIDTH_FIELD_NUMBER: _ClassVar[int]
+    WAVE_RATE_HZ_FIELD_NUMBER: _ClassVar[int]
+    WAVE_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    TEXT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    TOKENIZER_FIELD_NUMBER: _ClassVar[int]
+    AUGMENT_FIELD_NUMBER: _ClassVar[int]
+    image_slices: int
+    image_resize: int
+    image_crop: int
+    hu_center: float
+    hu_width: float
+    wave_rate_hz: float
+    wave_samples: int
+    text_tokens: int
+    tokenizer: str
+    augment: Augmentations
+    def __init__(self, image_slices: _Optional[int] = ..., image_resize: _Optional[int] = ..., image_crop: _Optional[int] = ..., hu_center: _Optional[float] = ..., hu_width: _Optional[float] = ..., wave_rate_hz: _Optional[float] = ..., wave_samples: _Optional[int] = ..., text_tokens: _Optional[int] = ..., tokenizer: _Optional[str] = ..., augment: _Optional[_Union[Augmentations, _Mapping]] = ...) -> None: ...
+
+class Augmentations(_message.Message):
+    __slots__ = ("flip", "random_crop", "hu_jitter", "wave_random_window", "wave_scale", "wave_noise")
+    FLIP_FIELD_NUMBER: _ClassVar[int]
+    RANDOM_CROP_FIELD_NUMBER: _ClassVar[int]
+    HU_JITTER_FIELD_NUMBER: _ClassVar[int]
+    WAVE_RANDOM_WINDOW_FIELD_NUMBER: _ClassVar[int]
+    WAVE_SCALE_FIELD_NUMBER: _ClassVar[int]
+    WAVE_NOISE_FIELD_NUMBER: _ClassVar[int]
+    flip: bool
+    random_crop: bool
+    hu_jitter: float
+    wave_random_window: bool
+    wave_scale: float
+    wave_noise: float
+    def __init__(self, flip: _Optional[bool] = ..., random_crop: _Optional[bool] = ..., hu_jitter: _Optional[float] = ..., wave_random_window: _Optional[bool] = ..., wave_scale: _Optional[float] = ..., wave_noise: _Optional[float] = ...) -> None: ...
+
+class SampleRequest(_message.Message):
+    __slots__ = ("dataset", "pipeline", "seed", "epoch", "sample_ids")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    PIPELINE_FIELD_NUMBER: _ClassVar[int]
+    SEED_FIELD_NUMBER: _ClassVar[int]
+    EPOCH_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_IDS_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    pipeline: PipelineSpec
+    seed: int
+    epoch: int
+    sample_ids: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, dataset: _Optional[str] = ..., pipeline: _Optional[_Union[PipelineSpec, _Mapping]] = ..., seed: _Optional[int] = ..., epoch: _Optional[int] = ..., sample_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class Tensor(_message.Message):
+    __slots__ = ("name", "dtype", "shape", "data")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DTYPE_FIELD_NUMBER: _ClassVar[int]
+    SHAPE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    dtype: DType
+    shape: _containers.RepeatedScalarFieldContainer[int]
+    data: bytes
+    def __init__(self, name: _Optional[str] = ..., dtype: _Optional[_Union[DType, str]] = ..., shape: _Optional[_Iterable[int]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class SampleError(_message.Message):
+    __slots__ = ("kind", "message")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    message: str
+    def __init__(self, kind: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class Sample(_message.Message):
+    __slots__ = ("sample_id", "tensors", "error")
+    SAMPLE_ID_FIELD_NUMBER: _ClassVar[int]
+    TENSORS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    sample_id: int
+    tensors: _containers.RepeatedCompositeFieldContainer[Tensor]
+    error: SampleError
+    def __init__(self, sample_id: _Optional[int] = ..., tensors: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., error: _Optional[_Union[SampleError, _Mapping]] = ...) -> None: ...
+
+class GetStatsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class StageStats(_message.Message):
+    __slots__ = ("stage", "count", "total_seconds", "mean_ms")
+    STAGE_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    MEAN_MS_FIELD_NUMBER: _ClassVar[int]
+    stage: str
+    count: int
+    total_seconds: float
+    mean_ms: float
+    def __init__(self, stage: _Optional[str] = ..., count: _Optional[int] = ..., total_seconds: _Optional[float] = ..., mean_ms: _Optional[float] = ...) -> None: ...
+
+class CacheStats(_message.Message):
+    __slots__ = ("tier", "hits", "misses", "bytes_held", "budget_bytes", "entries", "evictions")
+    TIER_FIELD_NUMBER: _ClassVar[int]
+    HITS_FIELD_NUMBER: _ClassVar[int]
+    MISSES_FIELD_NUMBER: _ClassVar[int]
+    BYTES_HELD_FIELD_NUMBER: _ClassVar[int]
+    BUDGET_BYTES_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    EVICTIONS_FIELD_NUMBER: _ClassVar[int]
+    tier: str
+    hits: int
+    misses: int
+    bytes_held: int
+    budget_bytes: int
+    entries: int
+    evictions: int
+    def __init__(self, tier: _Optional[str] = ..., hits: _Optional[int] = ..., misses: _Optional[int] = ..., bytes_held: _Optional[int] = ..., budget_bytes: _Optional[int] = ..., entries: _Optional[int] = ..., evictions: _Optional[int] = ...) -> None: ...
+
+class EngineStats(_message.Message):
+    __slots__ = ("engine_id", "version", "uptime_seconds", "samples_served", "bytes_served", "samples_per_second", "stages", "queue_depths", "caches", "errors", "workers", "bottleneck_stage", "streams_total", "datasets")
+    class QueueDepthsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class ErrorsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    ENGINE_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    UPTIME_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_SERVED_FIELD_NUMBER: _ClassVar[int]
+    BYTES_SERVED_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    STAGES_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_DEPTHS_FIELD_NUMBER: _ClassVar[int]
+    CACHES_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    BOTTLENECK_STAGE_FIELD_NUMBER: _ClassVar[int]
+    STREAMS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    DATASETS_FIELD_NUMBER: _ClassVar[int]
+    engine_id: str
+    version: str
+    uptime_seconds: float
+    samples_served: int
+    bytes_served: int
+    samples_per_second: float
+    stages: _containers.RepeatedCompositeFieldContainer[StageStats]
+    queue_depths: _containers.ScalarMap[str, int]
+    caches: _containers.RepeatedCompositeFieldContainer[CacheStats]
+    errors: _containers.ScalarMap[str, int]
+    workers: int
+    bottleneck_stage: str
+    streams_total: int
+    datasets: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, engine_id: _Optional[str] = ..., version: _Optional[str] = ..., uptime_seconds: _Optional[float] = ..., samples_served: _Optional[int] = ..., bytes_served: _Optional[int] = ..., samples_per_second: _Optional[float] = ..., stages: _Optional[_Iterable[_Union[StageStats, _Mapping]]] = ..., queue_depths: _Optional[_Mapping[str, int]] = ..., caches: _Optional[_Iterable[_Union[CacheStats, _Mapping]]] = ..., errors: _Optional[_Mapping[str, int]] = ..., workers: _Optional[int] = ..., bottleneck_stage: _Optional[str] = ..., streams_total: _Optional[int] = ..., datasets: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class DescribeDatasetRequest(_message.Message):
+    __slots__ = ("dataset",)
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    def __init__(self, dataset: _Optional[str] = ...) -> None: ...
+
+class ShardInfo(_message.Message):
+    __slots__ = ("shard_id", "file", "first_sample_id", "num_samples", "size_bytes", "sha256")
+    SHARD_ID_FIELD_NUMBER: _ClassVar[int]
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SAMPLE_ID_FIELD_NUMBER: _ClassVar[int]
+    NUM_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    shard_id: int
+    file: str
+    first_sample_id: int
+    num_samples: int
+    size_bytes: int
+    sha256: str
+    def __init__(self, shard_id: _Optional[int] = ..., file: _Optional[str] = ..., first_sample_id: _Optional[int] = ..., num_samples: _Optional[int] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
+
+class DatasetInfo(_message.Message):
+    __slots__ = ("name", "num_samples", "schema_version", "shards", "created_utc", "manifest_json")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    NUM_SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
+    SHARDS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_UTC_FIELD_NUMBER: _ClassVar[int]
+    MANIFEST_JSON_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    num_samples: int
+    schema_version: int
+    shards: _containers.RepeatedCompositeFieldContainer[ShardInfo]
+    created_utc: str
+    manifest_json: str
+    def __init__(self, name: _Optional[str] = ..., num_samples: _Optional[int] = ..., schema_version: _Optional[int] = ..., shards: _Optional[_Iterable[_Union[ShardInfo, _Mapping]]] = ..., created_utc: _Optional[str] = ..., manifest_json: _Optional[str] = ...) -> None: ...
