@@ -1,0 +1,74 @@
+"""The project's documented error types.
+
+Every failure the engine reports on purpose is one of these. Each carries a
+machine-readable ``kind`` that stats count and that travels in
+``Sample.error.kind``; decoders and de-identification raise nothing else on
+bad input.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "DataEngineError",
+    "DataLossError",
+    "DecodeError",
+    "DeidError",
+    "NotFoundError",
+    "PackError",
+]
+
+
+class DataEngineError(Exception):
+    """Base class. ``kind`` names the failure class in stats and on the wire."""
+
+    kind = "internal"
+
+    def __init__(self, message: str, *, sample_id: int | None = None) -> None:
+        super().__init__(message)
+        self.sample_id = sample_id
+
+    def __str__(self) -> str:
+        base = super().__str__()
+        return base if self.sample_id is None else f"sample {self.sample_id}: {base}"
+
+
+class ConfigError(DataEngineError, ValueError):
+    """A configuration or request field is invalid. ``field`` names it."""
+
+    kind = "invalid_argument"
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+class NotFoundError(DataEngineError, LookupError):
+    """A dataset, shard or sample id does not exist."""
+
+    kind = "not_found"
+
+
+class DecodeError(DataEngineError):
+    """An input file or record payload cannot be decoded (corrupt, truncated,
+    unsupported encoding)."""
+
+    kind = "decode"
+
+
+class DeidError(DataEngineError):
+    """De-identification refused an input (it cannot be made safe)."""
+
+    kind = "deid"
+
+
+class DataLossError(DataEngineError):
+    """Stored bytes fail their checksum: the record or shard is corrupt."""
+
+    kind = "data_loss"
+
+
+class PackError(DataEngineError):
+    """Packing cannot proceed (bad destination, inconsistent existing output)."""
+
+    kind = "pack"

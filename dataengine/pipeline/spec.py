@@ -1,0 +1,152 @@
+"""The job's pipeline parameters, validated.
+
+A ``PipelineSpec`` arrives with every ``SampleRequest`` so jobs with different
+shapes share one fleet. Its *prefix* fields (decode, resample) define what the
+engine may cache; the remaining fields and the augmentations are applied on
+every read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import asdict, dataclass, field, fields
+
+from dataengine.errors import ConfigError
+from dataengine.v1 import dataengine_pb2 as pb
+
+__all__ = ["Augmentations", "PipelineSpec"]
+
+
+def _require(ok: bool, name: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(name, message)
+
+
+@dataclass(frozen=True)
+class Augmentations:
+    """Random augmentations, all driven by ``(seed, epoch, sample_id)``."""
+
+    flip: bool = False
+    random_crop: bool = False
+    hu_jitter: float = 0.0  # HU
+    wave_random_window: bool = False
+    wave_scale: float = 0.0  # fraction
+    wave_noise: float = 0.0  # fraction of each lead's std
+
+    def __post_init__(self) -> None:
+        _require(
+            math.isfinite(self.hu_jitter) and 0 <= self.hu_jitter <= 1000,
+            "pipeline.augment.hu_jitter",
+            f"must be within [0, 1000] HU, got {self.hu_jitter}",
+        )
+        _require(
+            math.isfinite(self.wave_scale) and 0 <= self.wave_scale < 1,
+            "pipeline.augment.wave_scale",
+            f"must be within [0, 1), got {self.wave_scale}",
+        )
+        _require(
+            math.isfinite(self.wave_noise) and 0 <= self.wave_noise <= 1,
+            "pipeline.augment.wave_noise",
+            f"must be within [0, 1], got {self.wave_noise}",
+        )
+
+    @classmethod
+    def all_on(cls) -> Augmentations:
+        return cls(True, True, 40.0, True, 0.1, 0.02)
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    """Shapes of the tensors a job wants.
+
+    Image: the series is resampled to ``image_slices`` x ``image_resize`` x
+    ``image_resize`` voxels, then cropped to ``image_crop`` square and mapped
+    from HU to [0, 1] through the window ``hu_center`` +- ``hu_width``/2.
+    Waveform: every lead resampled to ``wave_rate_hz`` Hz, then a window of
+    ``wave_samples`` samples. Text: ``text_tokens`` token ids per sample.
+    """
+
+    image_slices: int = 8
+    image_resize: int = 72
+    image_crop: int = 64
+    hu_center: float = 40.0
+    hu_width: float = 400.0
+    wave_rate_hz: float = 100.0
+    wave_samples: int = 800
+    text_tokens: int = 128
+    tokenizer: str = "byte"
+    augment: Augmentations = field(default_factory=Augmentations)
+
+    def __post_init__(self) -> None:
+        for name, lo, hi in (
+            ("image_slices", 1, 512),
+            ("image_resize", 8, 4096),
+            ("image_crop", 8, 4096),
+            ("wave_samples", 16, 1 << 22),
+            ("text_tokens", 4, 1 << 16),
+        ):
+            value = getattr(self, name)
+            _require(
+                isinstance(value, int) and lo <= value <= hi,
+                f"pipeline.{name}",
+                f"must be an integer within [{lo}, {hi}], got {value!r}",
+            )
+        _require(
+            self.image_crop <= self.image_resize,
+            "pipeline.image_crop",
+            f"({self.image_crop}) must not exceed pipeline.image_resize ({self.image_resize})",
+        )
+        _require(
+            math.isfinite(self.hu_width) and self.hu_width > 0,
+            "pipeline.hu_width",
+            f"must be a positive number of HU, got {self.hu_width}",
+        )
+        _require(
+            math.isfinite(self.hu_center),
+            "pipeline.hu_center",
+            f"must be finite, got {self.hu_center}",
+        )
+        _require(
+            math.isfinite(self.wave_rate_hz) and 1 <= self.wave_rate_hz <= 100_000,
+            "pipeline.wave_rate_hz",
+            f"must be within [1, 100000] Hz, got {self.wave_rate_hz}",
+        )
+        _require(bool(self.tokenizer), "pipeline.tokenizer", "must not be empty")
+
+    def prefix_key(self) -> str:
+        """Identity of the deterministic, cacheable prefix of this pipeline
+        (decode + resample). Two specs with equal keys share cached samples."""
+        prefix = (self.image_slices, self.image_resize, self.wave_rate_hz, self.tokenizer)
+        return hashlib.sha256(repr(prefix).encode()).hexdigest()[:16]
+
+    # -- wire conversion -------------------------------------------------
+
+    @classmethod
+    def from_proto(cls, msg: pb.PipelineSpec) -> PipelineSpec:
+        """Build from a request; zero/empty fields take the defaults.
+
+        Raises ``ConfigError`` naming the first bad field.
+        """
+        default = cls()
+        kwargs: dict[str, object] = {}
+        for f in fields(cls):
+            if f.name == "augment":
+                continue
+            value = getattr(msg, f.name)
+            kwargs[f.name] = value if value else getattr(default, f.name)
+        a = msg.augment
+        augment = Augmentations(
+            flip=a.flip,
+            random_crop=a.random_crop,
+            hu_jitter=a.hu_jitter,
+            wave_random_window=a.wave_random_window,
+            wave_scale=a.wave_scale,
+            wave_noise=a.wave_noise,
+        )
+        return cls(augment=augment, **kwargs)  # type: ignore[arg-type]
+
+    def to_proto(self) -> pb.PipelineSpec:
+        body = asdict(self)
+        augment = body.pop("augment")
+        return pb.PipelineSpec(augment=pb.Augmentations(**augment), **body)
