@@ -8,6 +8,7 @@ the message's bytes (no copy).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -16,7 +17,7 @@ from dataengine.v1 import dataengine_pb2 as pb
 
 __all__ = ["decode", "decode_all", "encode", "encode_all"]
 
-_TO_PROTO: dict[np.dtype, int] = {
+_TO_PROTO: dict[np.dtype, Any] = {
     np.dtype("<f4"): pb.FLOAT32,
     np.dtype("<f2"): pb.FLOAT16,
     np.dtype("<f8"): pb.FLOAT64,
@@ -26,7 +27,7 @@ _TO_PROTO: dict[np.dtype, int] = {
     np.dtype("u1"): pb.UINT8,
     np.dtype("?"): pb.BOOL,
 }
-_FROM_PROTO: dict[int, np.dtype] = {v: k for k, v in _TO_PROTO.items()}
+_FROM_PROTO: dict[Any, np.dtype] = {v: k for k, v in _TO_PROTO.items()}
 
 
 def encode(name: str, array: np.ndarray) -> pb.Tensor:

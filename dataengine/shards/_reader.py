@@ -37,7 +37,9 @@ class ShardReader:
             with self._env.begin(buffers=False) as txn:
                 value = txn.get(sample_key(sample_id))
         except lmdb.Error as exc:
-            raise DataLossError(f"{self.path}: LMDB read failed: {exc}", sample_id=sample_id) from exc
+            raise DataLossError(
+                f"{self.path}: LMDB read failed: {exc}", sample_id=sample_id
+            ) from exc
         if value is None:
             raise NotFoundError(f"{self.path}: no sample {sample_id}", sample_id=sample_id)
         return bytes(value)

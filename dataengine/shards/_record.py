@@ -11,7 +11,7 @@ import zstandard
 from dataengine.errors import DataLossError, DecodeError
 from dataengine.v1 import record_pb2
 
-__all__ = ["decode_record", "encode_record", "decompress_value"]
+__all__ = ["decode_record", "decompress_value", "encode_record"]
 
 ZSTD_LEVEL = 3
 _local = threading.local()

@@ -1,0 +1,5 @@
+import sys
+
+from dataengine.cli import main
+
+sys.exit(main())

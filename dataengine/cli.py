@@ -1,0 +1,216 @@
+"""``dataengine`` command line: synth, pack, serve, stats.
+
+The only module (with ``demo.py``) that prints; everything else logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+import grpc
+from google.protobuf import json_format
+
+from dataengine.errors import DataEngineError
+from dataengine.v1 import dataengine_pb2 as pb
+from dataengine.v1 import dataengine_pb2_grpc as pb_grpc
+
+__all__ = ["main"]
+
+_LOG = logging.getLogger("dataengine")
+
+
+def _bytes_arg(text: str) -> int:
+    """``1073741824``, ``512M``, ``4G``, ``1.5GiB`` -> bytes."""
+    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+    t = text.strip().upper().removesuffix("IB").removesuffix("B")
+    suffix = t[-1] if t and t[-1] in units else ""
+    try:
+        value = float(t[: len(t) - len(suffix)]) * units[suffix]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a byte size: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"byte size must be >= 0: {text!r}")
+    return int(value)
+
+
+# -- synth -------------------------------------------------------------------
+
+
+def _cmd_synth(args: argparse.Namespace) -> int:
+    from dataengine.synth import generate_corpus
+
+    summary = generate_corpus(Path(args.raw_dir), studies=args.studies, seed=args.seed)
+    print(summary.format())
+    return 0
+
+
+# -- pack --------------------------------------------------------------------
+
+
+def _cmd_pack(args: argparse.Namespace) -> int:
+    from dataengine.deid.keys import load_key
+    from dataengine.pack import PackConfig, pack_dataset
+
+    key = load_key(args.key_file, insecure_demo=args.insecure_demo_key)
+    config = PackConfig(
+        shard_samples=args.shard_samples,
+        workers=args.workers,
+        key=key,
+        name=args.name,
+    )
+    summary = pack_dataset(Path(args.raw_dir), Path(args.dataset_dir), config)
+    print(summary.format())
+    return 0
+
+
+# -- serve -------------------------------------------------------------------
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from dataengine.server import ServerConfig, create_server
+
+    config = ServerConfig(
+        datasets=tuple(Path(d) for d in args.dataset_dirs),
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        ram_cache_bytes=args.ram_cache,
+        cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+        metrics_port=args.metrics_port,
+        grace_seconds=args.grace,
+    )
+    engine = create_server(config)
+    stop = threading.Event()
+
+    def _on_signal(signum: int, _frame: object) -> None:
+        _LOG.info("signal %d: draining", signum)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    engine.start()
+    metrics = f", metrics on :{engine.metrics_port}" if engine.metrics_port is not None else ""
+    print(f"dataengine: serving {','.join(sorted(engine.manifests))} on {engine.address}{metrics}")
+    sys.stdout.flush()
+    stop.wait()
+    engine.stop()
+    print("dataengine: stopped")
+    return 0
+
+
+# -- stats -------------------------------------------------------------------
+
+
+def _format_stats(s: pb.EngineStats) -> str:
+    lines = [
+        f"engine {s.engine_id} (v{s.version}) up {s.uptime_seconds:.1f}s, "
+        f"{s.workers} workers, datasets: {', '.join(s.datasets)}",
+        f"served {s.samples_served} samples, {s.bytes_served / 1e6:.1f} MB, "
+        f"{s.samples_per_second:.1f} samples/s (last 10 s), {s.streams_total} streams",
+        f"{'stage':<12}{'count':>10}{'total s':>12}{'mean ms':>10}",
+    ]
+    lines += [
+        f"{st.stage:<12}{st.count:>10}{st.total_seconds:>12.3f}{st.mean_ms:>10.2f}"
+        for st in s.stages
+    ]
+    lines.append(f"bottleneck stage: {s.bottleneck_stage or 'n/a'}")
+    for c in s.caches:
+        total = c.hits + c.misses
+        rate = f"{100 * c.hits / total:.1f}%" if total else "n/a"
+        lines.append(
+            f"cache {c.tier}: {c.hits} hits / {c.misses} misses ({rate}), "
+            f"{c.bytes_held / 1e6:.1f} of {c.budget_bytes / 1e6:.1f} MB, "
+            f"{c.entries} entries, {c.evictions} evictions"
+        )
+    queues = ", ".join(f"{k}={v}" for k, v in sorted(s.queue_depths.items()))
+    lines.append(f"queues: {queues}")
+    errors = ", ".join(f"{k}={v}" for k, v in sorted(s.errors.items())) or "none"
+    lines.append(f"errors: {errors}")
+    return "\n".join(lines)
+
+
+def _cmd_stats(args: argparse.Namespace) -> int:
+    with grpc.insecure_channel(args.endpoint) as channel:
+        stats = pb_grpc.DataEngineStub(channel).GetStats(pb.GetStatsRequest(), timeout=args.timeout)
+    if args.json:
+        body = json_format.MessageToDict(stats, always_print_fields_with_no_presence=True)
+        print(json.dumps(body, indent=2))
+    else:
+        print(_format_stats(stats))
+    return 0
+
+
+# -- main --------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dataengine", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synth", help="generate a synthetic raw hospital export")
+    p.add_argument("raw_dir")
+    p.add_argument("--studies", type=int, required=True, help="number of studies")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser("pack", help="join, de-identify and pack raw studies into shards")
+    p.add_argument("raw_dir")
+    p.add_argument("dataset_dir")
+    p.add_argument("--shard-samples", type=int, default=64, help="studies per shard")
+    p.add_argument("--workers", type=int, default=None, help="processes (default: cores)")
+    p.add_argument("--name", default=None, help="dataset name (default: directory name)")
+    p.add_argument(
+        "--key-file", type=Path, default=None, help="de-id key file (else $MEDSTREAM_DEID_KEY)"
+    )
+    p.add_argument(
+        "--insecure-demo-key",
+        action="store_true",
+        help="use the built-in demo key (NOT for real data)",
+    )
+    p.set_defaults(func=_cmd_pack)
+
+    p = sub.add_parser("serve", help="serve packed datasets over gRPC")
+    p.add_argument("dataset_dirs", nargs="+", metavar="DATASET_DIR")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=50051, help="0 picks a free port")
+    p.add_argument("--workers", type=int, default=0, help="decode processes (0 = cores)")
+    p.add_argument("--ram-cache", type=_bytes_arg, default=1 << 30, help="L0 budget, bytes")
+    p.add_argument("--cache-dir", default=None, help="node-local NVMe cache directory")
+    p.add_argument("--metrics-port", type=int, default=None, help="Prometheus port")
+    p.add_argument("--grace", type=float, default=10.0, help="drain timeout on SIGTERM, s")
+    p.set_defaults(func=_cmd_serve)
+
+    p = sub.add_parser("stats", help="print an engine's stats")
+    p.add_argument("endpoint", metavar="HOST:PORT")
+    p.add_argument("--json", action="store_true", help="JSON (the GetStats message)")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds")
+    p.set_defaults(func=_cmd_stats)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.func(args))
+    except DataEngineError as exc:
+        print(f"dataengine {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except grpc.RpcError as exc:
+        print(f"dataengine {args.command}: {exc.code().name}: {exc.details()}", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

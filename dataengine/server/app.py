@@ -1,0 +1,162 @@
+"""Assemble an engine: worker pool + L0 cache + gRPC server with reflection,
+health checking and (optionally) a Prometheus endpoint."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import uuid
+from concurrent import futures
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from prometheus_client import CollectorRegistry, start_http_server
+
+from dataengine.errors import ConfigError
+from dataengine.server.config import ServerConfig
+from dataengine.server.pool import WorkerPool
+from dataengine.server.service import DataEngineServicer
+from dataengine.server.stats import PrometheusCollector, StatsRecorder
+from dataengine.shards import Manifest
+from dataengine.tiers.ram import RamCache
+from dataengine.v1 import dataengine_pb2 as pb
+
+__all__ = ["GRPC_OPTIONS", "SERVICE_NAME", "EngineServer", "create_server"]
+
+_LOG = logging.getLogger(__name__)
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["DataEngine"].full_name
+_MAX_MESSAGE_BYTES = 256 << 20
+GRPC_OPTIONS = [
+    ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
+]
+
+
+def _identity(data: bytes) -> bytes:
+    return data
+
+
+def _handlers(servicer: DataEngineServicer) -> grpc.GenericRpcHandler:
+    methods = {
+        "StreamSamples": grpc.unary_stream_rpc_method_handler(
+            servicer.StreamSamples,
+            request_deserializer=pb.SampleRequest.FromString,
+            response_serializer=_identity,
+        ),
+        "GetStats": grpc.unary_unary_rpc_method_handler(
+            servicer.GetStats,
+            request_deserializer=pb.GetStatsRequest.FromString,
+            response_serializer=pb.EngineStats.SerializeToString,
+        ),
+        "DescribeDataset": grpc.unary_unary_rpc_method_handler(
+            servicer.DescribeDataset,
+            request_deserializer=pb.DescribeDatasetRequest.FromString,
+            response_serializer=pb.DatasetInfo.SerializeToString,
+        ),
+    }
+    return grpc.method_handlers_generic_handler(SERVICE_NAME, methods)
+
+
+def _load_manifests(roots: tuple[Path, ...]) -> tuple[dict[str, Manifest], dict[str, Path]]:
+    manifests: dict[str, Manifest] = {}
+    paths: dict[str, Path] = {}
+    for root in roots:
+        manifest = Manifest.load(root)
+        if manifest.name in manifests:
+            raise ConfigError("datasets", f"two datasets are named {manifest.name!r}")
+        manifests[manifest.name] = manifest
+        paths[manifest.name] = Path(root).resolve()
+    return manifests, paths
+
+
+class EngineServer:
+    """One engine. ``start()`` returns once workers are warm and the port is
+    bound (``address`` gives the real port); ``stop(grace)`` drains."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.manifests, self._roots = _load_manifests(config.datasets)
+        self.engine_id = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+        self.stats = StatsRecorder(self.engine_id, config.worker_count, sorted(self.manifests))
+        self.cache = RamCache(config.ram_cache_bytes)
+        self.stats.caches["ram"] = self.cache.counters
+        self.pool = WorkerPool(config.worker_count, self._roots)
+        self.health = health.HealthServicer()
+        self._server: grpc.Server | None = None
+        self._metrics: Any = None
+        self.port = 0
+        self.metrics_port: int | None = None
+
+    @property
+    def address(self) -> str:
+        return f"{self.config.host}:{self.port}"
+
+    def start(self) -> EngineServer:
+        self.pool.start()
+        servicer = DataEngineServicer(
+            self.manifests, self.pool, self.cache, self.stats, self.config.window
+        )
+        server = grpc.server(
+            futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="grpc"),
+            options=GRPC_OPTIONS,
+        )
+        server.add_generic_rpc_handlers((_handlers(servicer),))
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+        )
+        self.port = server.add_insecure_port(f"{self.config.host}:{self.config.port}")
+        if self.port == 0:
+            self.pool.stop()
+            raise ConfigError("port", f"cannot bind {self.config.host}:{self.config.port}")
+        server.start()
+        self._server = server
+        if self.config.metrics_port is not None:
+            registry = CollectorRegistry()
+            registry.register(PrometheusCollector(self.stats))
+            self._metrics, _ = start_http_server(
+                self.config.metrics_port, addr=self.config.host, registry=registry
+            )
+            self.metrics_port = self._metrics.server_port
+        for service in ("", SERVICE_NAME):
+            self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
+        _LOG.info(
+            "engine %s serving %s on %s (workers=%d, ram_cache=%d bytes)",
+            self.engine_id,
+            ",".join(sorted(self.manifests)),
+            self.address,
+            self.config.worker_count,
+            self.config.ram_cache_bytes,
+        )
+        return self
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the server stops (True) or ``timeout`` seconds pass."""
+        return self._server.wait_for_termination(timeout) if self._server else True
+
+    def stop(self, grace: float | None = None) -> None:
+        """Stop accepting streams, let in-flight ones finish for up to
+        ``grace`` seconds (default: the config's), then stop the workers."""
+        self.health.enter_graceful_shutdown()
+        if self._server is not None:
+            self._server.stop(self.config.grace_seconds if grace is None else grace).wait()
+            self._server = None
+        if self._metrics is not None:
+            self._metrics.shutdown()
+            self._metrics = None
+        self.pool.stop()
+        _LOG.info("engine %s stopped", self.engine_id)
+
+    def __enter__(self) -> EngineServer:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+
+def create_server(config: ServerConfig) -> EngineServer:
+    """An engine for ``config``, not yet started."""
+    return EngineServer(config)

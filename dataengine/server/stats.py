@@ -1,0 +1,175 @@
+"""Engine counters: one ``StatsRecorder`` per engine, read by ``GetStats`` and
+by the Prometheus exporter, so both always show the same figures."""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from dataengine import __version__
+from dataengine.tiers.ram import CacheCounters
+from dataengine.v1 import dataengine_pb2 as pb
+
+__all__ = ["STAGES", "PrometheusCollector", "StatsRecorder"]
+
+# Pipeline stages in data-path order; "send" is time the front spends handing
+# bytes to gRPC (it grows when clients do not keep up).
+STAGES = ("read", "decompress", "decode", "augment", "serialize", "send")
+_RATE_WINDOW_S = 10.0
+
+
+class StatsRecorder:
+    """Thread-safe counters. ``gauges`` are callables sampled at read time
+    (queue depths); ``caches`` return ``CacheCounters`` per tier name."""
+
+    def __init__(self, engine_id: str, workers: int, datasets: list[str]) -> None:
+        self.engine_id = engine_id
+        self.workers = workers
+        self.datasets = datasets
+        self._lock = threading.Lock()
+        self._started = time.monotonic()
+        self._samples = 0
+        self._bytes = 0
+        self._streams_total = 0
+        self._stage_seconds: dict[str, float] = dict.fromkeys(STAGES, 0.0)
+        self._stage_count: dict[str, int] = dict.fromkeys(STAGES, 0)
+        self._errors: collections.Counter[str] = collections.Counter()
+        self._recent: collections.deque[tuple[float, int]] = collections.deque()
+        self.gauges: dict[str, Callable[[], int]] = {}
+        self.caches: dict[str, Callable[[], CacheCounters]] = {}
+
+    def add_stage_times(self, timings: Mapping[str, float]) -> None:
+        with self._lock:
+            for stage, seconds in timings.items():
+                self._stage_seconds[stage] = self._stage_seconds.get(stage, 0.0) + seconds
+                self._stage_count[stage] = self._stage_count.get(stage, 0) + 1
+
+    def add_served(self, samples: int, nbytes: int) -> None:
+        now = time.monotonic()
+        with self._lock:
+            self._samples += samples
+            self._bytes += nbytes
+            self._recent.append((now, samples))
+            while self._recent and now - self._recent[0][0] > _RATE_WINDOW_S:
+                self._recent.popleft()
+
+    def add_error(self, kind: str, count: int = 1) -> None:
+        with self._lock:
+            self._errors[kind] += count
+
+    def add_stream(self) -> None:
+        with self._lock:
+            self._streams_total += 1
+
+    def _rate(self, now: float) -> float:
+        recent = [(t, n) for t, n in self._recent if now - t <= _RATE_WINDOW_S]
+        if not recent:
+            return 0.0
+        span = max(now - recent[0][0], min(_RATE_WINDOW_S, now - self._started), 1e-3)
+        return sum(n for _, n in recent) / span
+
+    def snapshot(self) -> pb.EngineStats:
+        """The current figures as the ``GetStats`` reply."""
+        now = time.monotonic()
+        with self._lock:
+            stages = [
+                pb.StageStats(
+                    stage=stage,
+                    count=self._stage_count[stage],
+                    total_seconds=self._stage_seconds[stage],
+                    mean_ms=1e3 * self._stage_seconds[stage] / max(1, self._stage_count[stage]),
+                )
+                for stage in self._stage_seconds
+            ]
+            busiest = max(stages, key=lambda s: s.total_seconds)
+            msg = pb.EngineStats(
+                engine_id=self.engine_id,
+                version=__version__,
+                uptime_seconds=now - self._started,
+                samples_served=self._samples,
+                bytes_served=self._bytes,
+                samples_per_second=self._rate(now),
+                stages=stages,
+                errors=dict(self._errors),
+                workers=self.workers,
+                bottleneck_stage=busiest.stage if busiest.total_seconds > 0 else "",
+                streams_total=self._streams_total,
+                datasets=self.datasets,
+            )
+        for name, gauge in self.gauges.items():
+            msg.queue_depths[name] = gauge()
+        for tier, read in self.caches.items():
+            c = read()
+            msg.caches.append(
+                pb.CacheStats(
+                    tier=tier,
+                    hits=c.hits,
+                    misses=c.misses,
+                    bytes_held=c.bytes_held,
+                    budget_bytes=c.budget_bytes,
+                    entries=c.entries,
+                    evictions=c.evictions,
+                )
+            )
+        return msg
+
+
+class PrometheusCollector(Collector):
+    """Exposes a ``StatsRecorder`` snapshot as ``medstream_engine_*`` metrics."""
+
+    def __init__(self, stats: StatsRecorder) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        s = self._stats.snapshot()
+        yield CounterMetricFamily(
+            "medstream_engine_samples_served", "Samples streamed", value=s.samples_served
+        )
+        yield CounterMetricFamily(
+            "medstream_engine_bytes_served",
+            "Serialized sample bytes streamed",
+            value=s.bytes_served,
+        )
+        yield CounterMetricFamily(
+            "medstream_engine_streams", "StreamSamples calls accepted", value=s.streams_total
+        )
+        yield GaugeMetricFamily(
+            "medstream_engine_samples_per_second",
+            "Samples per second over the last 10 s",
+            value=s.samples_per_second,
+        )
+        stage_s = CounterMetricFamily(
+            "medstream_engine_stage_seconds", "Seconds spent per stage", labels=["stage"]
+        )
+        stage_n = CounterMetricFamily(
+            "medstream_engine_stage_calls", "Samples processed per stage", labels=["stage"]
+        )
+        for st in s.stages:
+            stage_s.add_metric([st.stage], st.total_seconds)
+            stage_n.add_metric([st.stage], st.count)
+        yield stage_s
+        yield stage_n
+        queues = GaugeMetricFamily("medstream_engine_queue_depth", "Queue depth", labels=["queue"])
+        for name, depth in s.queue_depths.items():
+            queues.add_metric([name], depth)
+        yield queues
+        errors = CounterMetricFamily("medstream_engine_errors", "Errors by kind", labels=["kind"])
+        for kind, count in s.errors.items():
+            errors.add_metric([kind], count)
+        yield errors
+        for field, help_text, family in (
+            ("hits", "Cache hits", CounterMetricFamily),
+            ("misses", "Cache misses", CounterMetricFamily),
+            ("evictions", "Cache evictions", CounterMetricFamily),
+            ("bytes_held", "Bytes held in the tier", GaugeMetricFamily),
+            ("budget_bytes", "Byte budget of the tier", GaugeMetricFamily),
+        ):
+            metric = family(f"medstream_engine_cache_{field}", help_text, labels=["tier"])
+            for c in s.caches:
+                metric.add_metric([c.tier], getattr(c, field))
+            yield metric
