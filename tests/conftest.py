@@ -1,0 +1,97 @@
+"""Shared fixtures: a synthetic corpus packed once per session, and real
+``dataengine serve`` processes on ephemeral loopback ports."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+TEST_KEY_BYTES = b"medstream-test-key-not-secret-0123"
+CORPUS_STUDIES = 12
+_READY = re.compile(r"serving (\S+) on (\S+:\d+)")
+
+
+@pytest.fixture(scope="session")
+def raw_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from dataengine.synth import generate_corpus
+
+    raw = tmp_path_factory.mktemp("raw")
+    generate_corpus(raw, studies=CORPUS_STUDIES, seed=7)
+    return raw
+
+
+@pytest.fixture(scope="session")
+def packed_dataset(raw_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from dataengine.deid.keys import DeidKey
+    from dataengine.pack import PackConfig, pack_dataset
+
+    out = tmp_path_factory.mktemp("datasets") / "synthetic"
+    key = DeidKey(TEST_KEY_BYTES)
+    pack_dataset(raw_corpus, out, PackConfig(shard_samples=4, workers=2, key=key))
+    return out
+
+
+class EngineProcess:
+    """A real ``dataengine serve`` subprocess. ``address`` is HOST:PORT."""
+
+    def __init__(self, datasets: list[Path], *args: str) -> None:
+        cmd = [sys.executable, "-m", "dataengine", "serve", *map(str, datasets)]
+        cmd += ["--port", "0", "--workers", "2", *args]
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        )
+        self.output: list[str] = []
+        self.address = self._wait_ready()
+        self._drain = threading.Thread(target=self._pump, daemon=True)
+        self._drain.start()
+
+    def _wait_ready(self) -> str:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.output.append(line)
+            match = _READY.search(line)
+            if match:
+                return match.group(2)
+        self.proc.wait()
+        raise RuntimeError("engine exited before serving:\n" + "".join(self.output))
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.output.append(line)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout)
+
+
+@pytest.fixture
+def start_engine() -> Iterator:
+    """Factory: ``start_engine([dataset_dir], *flags) -> EngineProcess``;
+    every engine started is stopped (and must exit cleanly) at teardown."""
+    started: list[EngineProcess] = []
+
+    def _start(datasets: list[Path], *args: str) -> EngineProcess:
+        engine = EngineProcess(datasets, *args)
+        started.append(engine)
+        return engine
+
+    yield _start
+    for engine in started:
+        engine.stop()
+
+
+@pytest.fixture
+def engine(packed_dataset: Path, start_engine) -> str:
+    """HOST:PORT of a running engine serving ``packed_dataset``."""
+    return start_engine([packed_dataset]).address
