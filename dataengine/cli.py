@@ -58,11 +58,11 @@ def _cmd_pack(args: argparse.Namespace) -> int:
     from dataengine.pack import PackConfig, pack_dataset
 
     key = load_key(args.key_file, insecure_demo=args.insecure_demo_key)
+    optional = {"workers": args.workers, "name": args.name}
     config = PackConfig(
         shard_samples=args.shard_samples,
-        workers=args.workers,
         key=key,
-        name=args.name,
+        **{k: v for k, v in optional.items() if v is not None},
     )
     summary = pack_dataset(Path(args.raw_dir), Path(args.dataset_dir), config)
     print(summary.format())
@@ -139,7 +139,9 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     with grpc.insecure_channel(args.endpoint) as channel:
         stats = pb_grpc.DataEngineStub(channel).GetStats(pb.GetStatsRequest(), timeout=args.timeout)
     if args.json:
-        body = json_format.MessageToDict(stats, always_print_fields_with_no_presence=True)
+        body = json_format.MessageToDict(
+            stats, always_print_fields_with_no_presence=True, preserving_proto_field_name=True
+        )
         print(json.dumps(body, indent=2))
     else:
         print(_format_stats(stats))

@@ -91,7 +91,11 @@ def start_engine() -> Iterator:
         engine.stop()
 
 
-@pytest.fixture
-def engine(packed_dataset: Path, start_engine) -> str:
-    """HOST:PORT of a running engine serving ``packed_dataset``."""
-    return start_engine([packed_dataset]).address
+@pytest.fixture(scope="session")
+def engine(packed_dataset: Path) -> Iterator[str]:
+    """HOST:PORT of an engine serving ``packed_dataset``, shared by the whole
+    session: use it only for calls whose result does not depend on what other
+    tests asked before (``start_engine`` gives a private one)."""
+    proc = EngineProcess([packed_dataset])
+    yield proc.address
+    assert proc.stop() == 0, "".join(proc.output)

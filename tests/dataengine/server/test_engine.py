@@ -42,15 +42,15 @@ def test_grpcurl_lists_and_calls_the_service_through_reflection(engine: str) -> 
     ]
     stats = json.loads(_grpcurl("-emit-defaults", engine, "dataengine.v1.DataEngine/GetStats"))
     for field in (
-        "engineId",
-        "samplesServed",
-        "bytesServed",
+        "engine_id",
+        "samples_served",
+        "bytes_served",
         "stages",
-        "queueDepths",
+        "queue_depths",
         "caches",
         "errors",
         "workers",
-        "bottleneckStage",
+        "bottleneck_stage",
     ):
         assert field in stats, field
     assert [s["stage"] for s in stats["stages"]] == [
@@ -62,13 +62,13 @@ def test_grpcurl_lists_and_calls_the_service_through_reflection(engine: str) -> 
         "send",
     ]
     assert stats["workers"] == 2
-    assert set(stats["queueDepths"]) == {"streams_active", "worker_tasks_pending"}
+    assert set(stats["queue_depths"]) == {"streams_active", "worker_tasks_pending"}
     assert stats["caches"][0]["tier"] == "ram"
     described = json.loads(
         _grpcurl("-d", "{}", engine, "dataengine.v1.DataEngine/DescribeDataset")
     )
     assert described["name"] == "synthetic"
-    assert int(described["numSamples"]) == 12
+    assert int(described["num_samples"]) == 12
 
 
 def test_health_reports_serving(engine: str) -> None:
@@ -163,7 +163,7 @@ def test_stats_cli_and_prometheus_show_the_same_counters(
         check=True,
     ).stdout
     stats = json.loads(out)
-    assert int(stats["samplesServed"]) == 24
+    assert int(stats["samples_served"]) == 24
     ram = stats["caches"][0]
     # Epoch 0 decodes and caches every sample; epoch 1 re-augments the cached prefix.
     assert (int(ram["misses"]), int(ram["hits"])) == (12, 12)
