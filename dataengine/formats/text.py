@@ -1,0 +1,206 @@
+"""Report text: bytes -> str, and str <-> token ids.
+
+Two tokenizers share one id layout: ids 0..255 are the UTF-8 bytes, 256..258
+are PAD, BOS and EOS, and a vocabulary file adds tokens from 259 on. Neither
+``encode`` adds BOS/EOS: the pipeline frames and pads the ids.
+"""
+
+from __future__ import annotations
+
+import codecs
+import functools
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+from dataengine.errors import ConfigError, DecodeError
+
+__all__ = [
+    "BOS_ID",
+    "EOS_ID",
+    "PAD_ID",
+    "VOCAB_TYPE",
+    "ByteTokenizer",
+    "Tokenizer",
+    "VocabTokenizer",
+    "decode_report_bytes",
+    "load_tokenizer",
+]
+
+PAD_ID = 256
+BOS_ID = 257
+EOS_ID = 258
+_FIRST_TOKEN_ID = 259
+VOCAB_TYPE = "medstream-vocab"
+_FIELD = "pipeline.tokenizer"
+
+
+class Tokenizer(Protocol):
+    """What the pipeline needs from a tokenizer. Ids are ints in
+    ``[0, vocab_size)``."""
+
+    vocab_size: int
+    pad_id: int
+    bos_id: int
+    eos_id: int
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, ids: Sequence[int]) -> str: ...
+
+
+class ByteTokenizer:
+    """One id per UTF-8 byte; PAD=256, BOS=257, EOS=258; 259 ids."""
+
+    def __init__(self) -> None:
+        self.vocab_size = _FIRST_TOKEN_ID
+        self.pad_id = PAD_ID
+        self.bos_id = BOS_ID
+        self.eos_id = EOS_ID
+
+    def encode(self, text: str) -> list[int]:
+        """The UTF-8 bytes of ``text`` (a lone surrogate becomes ``?``)."""
+        return list(text.encode("utf-8", errors="replace"))
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text of ``ids``; specials are dropped, broken UTF-8 becomes U+FFFD."""
+        _check_ids(ids, self.vocab_size)
+        return bytes(i for i in ids if i < PAD_ID).decode("utf-8", errors="replace")
+
+
+class VocabTokenizer:
+    """Byte ids plus a list of multi-byte tokens (ids 259 + index).
+
+    ``encode`` matches greedily: at each position the longest token whose
+    UTF-8 bytes start there wins, else the single byte; O(len * longest
+    token) through a byte trie. ``source`` names the vocabulary in errors.
+    """
+
+    def __init__(self, tokens: Sequence[str], *, source: str = "tokens") -> None:
+        self.vocab_size = _FIRST_TOKEN_ID + len(tokens)
+        self.pad_id = PAD_ID
+        self.bos_id = BOS_ID
+        self.eos_id = EOS_ID
+        self._pieces = [bytes([b]) for b in range(256)] + [b""] * 3
+        # Trie over token bytes: node -> {byte: child node}, and node -> token id or -1.
+        self._children: list[dict[int, int]] = [{}]
+        self._token_at = [-1]
+        first_index: dict[str, int] = {}
+        for index, token in enumerate(tokens):
+            if not isinstance(token, str) or not token:
+                raise ConfigError(
+                    _FIELD, f"{source}: token {index} must be a non-empty string, got {token!r}"
+                )
+            if token in first_index:
+                raise ConfigError(
+                    _FIELD,
+                    f"{source}: token {index} ({token!r}) repeats token {first_index[token]}",
+                )
+            first_index[token] = index
+            piece = token.encode("utf-8", errors="replace")
+            self._pieces.append(piece)
+            self._insert(piece, _FIRST_TOKEN_ID + index)
+
+    @classmethod
+    def from_file(cls, path: Path) -> VocabTokenizer:
+        """Load ``{"type": "medstream-vocab", "tokens": [...]}``; ``ConfigError``
+        naming the path and the problem otherwise."""
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError as exc:
+            raise ConfigError(
+                _FIELD, f"{path}: no such file (expected 'byte' or a {VOCAB_TYPE} JSON file)"
+            ) from exc
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ConfigError(_FIELD, f"{path}: cannot read a JSON vocabulary: {exc}") from exc
+        if not isinstance(doc, dict) or doc.get("type") != VOCAB_TYPE:
+            found = doc.get("type") if isinstance(doc, dict) else type(doc).__name__
+            raise ConfigError(_FIELD, f"{path}: 'type' must be {VOCAB_TYPE!r}, got {found!r}")
+        tokens = doc.get("tokens")
+        if not isinstance(tokens, list):
+            raise ConfigError(_FIELD, f"{path}: 'tokens' must be a list of strings")
+        return cls(tokens, source=str(path))
+
+    def _insert(self, piece: bytes, token_id: int) -> None:
+        node = 0
+        for byte in piece:
+            child = self._children[node].get(byte)
+            if child is None:
+                child = len(self._children)
+                self._children[node][byte] = child
+                self._children.append({})
+                self._token_at.append(-1)
+            node = child
+        self._token_at[node] = token_id
+
+    def encode(self, text: str) -> list[int]:
+        """Greedy longest-match ids of the UTF-8 bytes of ``text``."""
+        data = text.encode("utf-8", errors="replace")
+        children, token_at = self._children, self._token_at
+        ids: list[int] = []
+        i, n = 0, len(data)
+        while i < n:
+            best_id, best_end = data[i], i + 1
+            node, j = 0, i
+            while j < n:
+                node = children[node].get(data[j], -1)
+                if node < 0:
+                    break
+                j += 1
+                if token_at[node] >= 0:
+                    best_id, best_end = token_at[node], j
+            ids.append(best_id)
+            i = best_end
+        return ids
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text of ``ids``; specials are dropped, broken UTF-8 becomes U+FFFD."""
+        _check_ids(ids, self.vocab_size)
+        return b"".join(self._pieces[i] for i in ids).decode("utf-8", errors="replace")
+
+
+_BYTE_TOKENIZER = ByteTokenizer()
+
+
+def load_tokenizer(spec: str) -> Tokenizer:
+    """``"byte"``: the shared ``ByteTokenizer``. Anything else: the path of a
+    vocabulary file, loaded once per path string and cached for the life of
+    the process (edit the file, restart to pick it up)."""
+    if spec == "byte":
+        return _BYTE_TOKENIZER
+    if not spec:
+        raise ConfigError(_FIELD, "must be 'byte' or the path of a vocabulary file")
+    return _load_vocab(spec)
+
+
+@functools.lru_cache(maxsize=32)
+def _load_vocab(path: str) -> VocabTokenizer:
+    return VocabTokenizer.from_file(Path(path))
+
+
+def decode_report_bytes(data: bytes) -> str:
+    """Report file bytes -> text.
+
+    A UTF-8 byte-order mark is dropped; a UTF-16 one (either byte order)
+    selects UTF-16; anything else must be strict UTF-8. Raises
+    ``DecodeError`` naming the offending byte offset in ``data``.
+    """
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        encoding, name, skip = "utf-16", "UTF-16", 0  # the codec consumes the mark
+    elif data.startswith(codecs.BOM_UTF8):
+        encoding, name, skip = "utf-8", "UTF-8", len(codecs.BOM_UTF8)
+    else:
+        encoding, name, skip = "utf-8", "UTF-8", 0
+    try:
+        return data[skip:].decode(encoding)
+    except UnicodeDecodeError as exc:
+        raise DecodeError(
+            f"report is not valid {name} at byte {exc.start + skip}: {exc.reason}"
+        ) from exc
+
+
+def _check_ids(ids: Sequence[int], vocab_size: int) -> None:
+    bad = next((i for i in ids if not 0 <= i < vocab_size), None)
+    if bad is not None:
+        raise ValueError(f"token id {bad} outside [0, {vocab_size})")
