@@ -59,7 +59,7 @@ def test_write_then_read_every_record(tmp_path: Path) -> None:
         for i in range(8):
             assert ds.read(i) == _record(i)
         assert ds.shard_of(5).shard_id == 1
-        with pytest.raises(NotFoundError, match="samples 0..7"):
+        with pytest.raises(NotFoundError, match=r"samples 0\.\.7"):
             ds.read(8)
 
 
@@ -105,5 +105,5 @@ def test_manifest_rejects_gaps_and_unknown_formats(tmp_path: Path) -> None:
     body["format"] = "something-else"
     with pytest.raises(DecodeError, match="not a valid dataset manifest"):
         Manifest.from_json(json.dumps(body))
-    with pytest.raises(NotFoundError, match="no manifest.json"):
+    with pytest.raises(NotFoundError, match=r"no manifest\.json"):
         Manifest.load(tmp_path / "missing")

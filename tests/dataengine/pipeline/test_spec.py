@@ -37,5 +37,8 @@ def test_bad_augmentation_names_the_field() -> None:
 
 def test_prefix_key_ignores_the_random_suffix() -> None:
     base = PipelineSpec()
-    assert base.prefix_key() == PipelineSpec(image_crop=32, augment=Augmentations.all_on()).prefix_key()
+    assert (
+        base.prefix_key()
+        == PipelineSpec(image_crop=32, augment=Augmentations.all_on()).prefix_key()
+    )
     assert base.prefix_key() != PipelineSpec(image_resize=96).prefix_key()

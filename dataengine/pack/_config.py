@@ -1,0 +1,115 @@
+"""Configuration and results of a pack run."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from dataengine.deid.keys import DeidKey
+from dataengine.errors import ConfigError
+
+__all__ = ["PackConfig", "PackSummary", "QuarantineEntry"]
+
+DEFAULT_MAX_FILE_BYTES = 2 << 30
+
+
+def _default_workers() -> int:
+    return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class PackConfig:
+    """How to pack.
+
+    ``shard_samples``: samples (studies) per shard. ``workers``: worker
+    processes (1 runs in the calling process). ``key``: the de-identification
+    key (``dataengine.deid.load_key``; raw ``bytes`` are accepted and wrapped).
+    ``name``: dataset name, default the dataset folder's name.
+    ``max_file_bytes``: larger input files are quarantined, not read (bytes).
+    """
+
+    key: DeidKey
+    shard_samples: int = 64
+    workers: int = field(default_factory=_default_workers)
+    name: str | None = None
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+
+    def __post_init__(self) -> None:
+        if isinstance(self.key, bytes | bytearray):
+            object.__setattr__(self, "key", DeidKey(bytes(self.key)))
+        if not isinstance(self.key, DeidKey):
+            raise ConfigError("pack.key", f"must be a DeidKey, got {type(self.key).__name__}")
+        for name, lo in (("shard_samples", 1), ("workers", 1), ("max_file_bytes", 1)):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < lo:
+                raise ConfigError(f"pack.{name}", f"must be an integer >= {lo}, got {value!r}")
+        if self.name is not None and (not self.name.strip() or "/" in self.name):
+            raise ConfigError(
+                "pack.name", f"must be a non-empty name without '/', got {self.name!r}"
+            )
+
+
+@dataclass(frozen=True)
+class QuarantineEntry:
+    """One input that was not packed. ``path`` is relative to the raw folder;
+    ``kind`` classifies the reason (``decode``, ``deid``, ``empty_file``,
+    ``too_large``, ``unsupported_type``, ``read_error``, ``no_usable_files``,
+    ``internal``); ``exception`` is the type name of the error, if any."""
+
+    path: str
+    kind: str
+    reason: str
+    exception: str = ""
+
+    def to_json_dict(self) -> dict[str, str]:
+        return {
+            "path": self.path,
+            "kind": self.kind,
+            "reason": self.reason,
+            "exception": self.exception,
+        }
+
+
+@dataclass(frozen=True)
+class PackSummary:
+    """Outcome of ``pack_dataset`` (counts; sizes in bytes; time in seconds)."""
+
+    name: str
+    dataset_dir: str
+    studies_seen: int
+    studies_packed: int
+    shards: int
+    bytes: int
+    files_decoded: dict[str, int]
+    quarantined: dict[str, int]
+    redactions: dict[str, int]
+    deid: dict[str, Any]
+    elapsed_s: float
+
+    @property
+    def samples(self) -> int:
+        return self.studies_packed
+
+    @property
+    def studies_per_s(self) -> float:
+        return self.studies_seen / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def format(self) -> str:
+        def kv(d: dict[str, int]) -> str:
+            return ", ".join(f"{k}={v}" for k, v in sorted(d.items())) or "none"
+
+        lines = [
+            f"packed dataset {self.name!r} -> {self.dataset_dir}",
+            f"  studies: {self.studies_seen} seen, {self.studies_packed} packed "
+            f"({self.samples} samples in {self.shards} shard{'' if self.shards == 1 else 's'}, "
+            f"{self.bytes / 1e6:.2f} MB)",
+            f"  files decoded: {kv(self.files_decoded)}",
+            f"  quarantined: {kv(self.quarantined)} (see quarantine.jsonl)",
+            f"  redactions: {kv(self.redactions)}",
+            f"  de-identification: profile {self.deid.get('profile')}, "
+            f"{self.deid.get('private_tags_removed', 0)} private tags removed, "
+            f"{self.deid.get('uids_remapped', 0)} UIDs remapped",
+            f"  time: {self.elapsed_s:.2f} s ({self.studies_per_s:.1f} studies/s)",
+        ]
+        return "\n".join(lines)

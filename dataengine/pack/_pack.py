@@ -1,0 +1,253 @@
+"""``pack_dataset``: raw study folders in, an immutable dataset out.
+
+Studies are packed in worker processes (spawned, never forked) and consumed
+in sorted study order through a bounded window of futures, so memory stays
+bounded by the window, not the corpus. The parent writes shards in order,
+then ``quarantine.jsonl``, then ``manifest.json`` last: a dataset without a
+manifest is not a dataset.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import multiprocessing
+import time
+from collections import Counter, deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any
+
+from dataengine.deid.dicom import PROFILE
+from dataengine.errors import PackError
+from dataengine.pack._config import PackConfig, PackSummary, QuarantineEntry
+from dataengine.pack._study import StudyResult, StudyTask, discover_studies, pack_study
+from dataengine.shards import (
+    MANIFEST_NAME,
+    Manifest,
+    ShardEntry,
+    ShardWriter,
+    atomic_write_bytes,
+    decode_record,
+    encode_record,
+)
+
+__all__ = ["QUARANTINE_NAME", "pack_dataset"]
+
+_LOG = logging.getLogger(__name__)
+
+QUARANTINE_NAME = "quarantine.jsonl"
+_WINDOW_PER_WORKER = 4
+
+
+def _prepare_destination(raw_dir: Path, dataset_dir: Path) -> None:
+    if not raw_dir.is_dir():
+        raise PackError(f"raw folder {raw_dir} does not exist or is not a directory")
+    raw_abs, out_abs = raw_dir.resolve(), dataset_dir.resolve()
+    if out_abs == raw_abs or raw_abs in out_abs.parents:
+        raise PackError(
+            f"dataset folder {dataset_dir} is inside the raw folder {raw_dir}; "
+            "it would be read back as a study: choose a folder outside it"
+        )
+    if (dataset_dir / MANIFEST_NAME).exists():
+        raise PackError(
+            f"{dataset_dir} already holds a packed dataset ({MANIFEST_NAME}); datasets are "
+            "immutable: pack into a new folder, or delete the old dataset first"
+        )
+    if dataset_dir.exists() and not dataset_dir.is_dir():
+        raise PackError(f"{dataset_dir} exists and is not a directory")
+    dataset_dir.mkdir(parents=True, exist_ok=True)
+    # No manifest: anything we would write is left over from a crashed run.
+    for pattern in ("*.tmp", "*.tmp-lock", "shard-*.lmdb", QUARANTINE_NAME):
+        for stale in dataset_dir.glob(pattern):
+            if stale.is_file():
+                _LOG.warning("removing %s left by an earlier, unfinished pack run", stale)
+                stale.unlink()
+
+
+def _results_inline(tasks: Iterator[StudyTask]) -> Iterator[StudyResult]:
+    for task in tasks:
+        yield pack_study(task)
+
+
+class _Ids:
+    """Sample-id bookkeeping: ids are contiguous over *packed* studies. A task
+    is submitted with its best guess (studies submitted minus failures known
+    so far); a wrong guess costs one re-encode in the parent."""
+
+    def __init__(self) -> None:
+        self.submitted = 0
+        self.failed_known = 0
+        self.packed = 0
+        self.restamped = 0
+
+    def next_guess(self) -> int:
+        guess = self.submitted - self.failed_known
+        self.submitted += 1
+        return guess
+
+
+def _results_pool(tasks: Iterator[StudyTask], workers: int, window: int) -> Iterator[StudyResult]:
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+        pending: deque[tuple[StudyTask, Future[StudyResult]]] = deque()
+        for task in tasks:
+            pending.append((task, pool.submit(pack_study, task)))
+            if len(pending) >= window:
+                yield _collect(*pending.popleft())
+        while pending:
+            yield _collect(*pending.popleft())
+
+
+def _collect(task: StudyTask, future: Future[StudyResult]) -> StudyResult:
+    try:
+        return future.result()
+    except BrokenProcessPool as exc:
+        raise PackError(
+            f"a pack worker died (crash or out of memory) while packing around study "
+            f"{task.study!r}: {exc}"
+        ) from exc
+    except Exception as exc:  # pack_study catches its own; this is transport
+        _LOG.error("study %s failed in its worker", task.study, exc_info=exc)
+        return StudyResult(
+            study=task.study,
+            sample_id=task.sample_id,
+            value=None,
+            quarantine=[QuarantineEntry(task.study, "internal", str(exc), type(exc).__name__)],
+        )
+
+
+def pack_dataset(raw_dir: Path, dataset_dir: Path, config: PackConfig) -> PackSummary:
+    """Pack every study folder of ``raw_dir`` into a new dataset at ``dataset_dir``.
+
+    Writes ``shard-NNNNN.lmdb`` (``config.shard_samples`` studies each, in
+    sorted study order, sample ids ``0..N-1`` over packed studies),
+    ``quarantine.jsonl`` (one JSON object per unusable input: ``path`` relative
+    to ``raw_dir``, ``kind``, ``reason``, ``exception``) and ``manifest.json``
+    (last; its ``pack`` section holds the counts). Bad input never stops the
+    run. Raises ``PackError`` when the destination already holds a dataset,
+    lies inside ``raw_dir``, or a worker process dies.
+    """
+    start = time.perf_counter()
+    raw_dir, dataset_dir = Path(raw_dir), Path(dataset_dir)
+    _prepare_destination(raw_dir, dataset_dir)
+    name = config.name or dataset_dir.resolve().name
+    studies = discover_studies(raw_dir)
+    _LOG.info(
+        "packing %d studies from %s into %s with %d workers",
+        len(studies),
+        raw_dir,
+        dataset_dir,
+        config.workers,
+    )
+    ids = _Ids()
+
+    def tasks() -> Iterator[StudyTask]:
+        for study in studies:
+            yield StudyTask(
+                raw_dir=str(raw_dir),
+                study=study,
+                sample_id=ids.next_guess(),
+                key=config.key,
+                max_file_bytes=config.max_file_bytes,
+            )
+
+    if config.workers == 1:
+        results = _results_inline(tasks())
+    else:
+        results = _results_pool(tasks(), config.workers, _WINDOW_PER_WORKER * config.workers)
+
+    shards: list[ShardEntry] = []
+    quarantine: list[QuarantineEntry] = []
+    files_decoded: Counter[str] = Counter({"dicom": 0, "edf": 0, "report": 0})
+    redactions: Counter[str] = Counter()
+    deid: Counter[str] = Counter()
+    writer: ShardWriter | None = None
+    try:
+        for result in results:
+            quarantine.extend(result.quarantine)
+            files_decoded.update(result.files_decoded)
+            if result.value is None:
+                ids.failed_known += 1
+                continue
+            redactions.update(result.redactions)
+            deid.update(result.deid)
+            value = result.value
+            if result.sample_id != ids.packed:
+                record = decode_record(value)
+                record.sample_id = ids.packed
+                value = encode_record(record)
+                ids.restamped += 1
+            if writer is None:
+                writer = ShardWriter(dataset_dir, len(shards), ids.packed)
+            writer.add(ids.packed, value)
+            ids.packed += 1
+            if writer.num_samples >= config.shard_samples:
+                shards.append(writer.close())
+                writer = None
+        if writer is not None:
+            shards.append(writer.close())
+            writer = None
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+
+    quarantined = Counter(e.kind for e in quarantine)
+    lines = "".join(json.dumps(e.to_json_dict(), sort_keys=True) + "\n" for e in quarantine)
+    atomic_write_bytes(dataset_dir / QUARANTINE_NAME, lines.encode("utf-8"))
+    deid_section: dict[str, Any] = {
+        "profile": PROFILE,
+        "key_id": config.key.key_id,
+        "insecure_demo_key": config.key.insecure,
+        "private_tags_removed": deid["private_tags_removed"],
+        "uids_remapped": deid["uids_remapped"],
+        "dicom_elements_removed": deid["dicom_elements_removed"],
+        "edf_headers_rewritten": deid["edf_headers_rewritten"],
+    }
+    pack_section: dict[str, Any] = {
+        "studies_seen": len(studies),
+        "studies_packed": ids.packed,
+        "files_decoded": dict(files_decoded),
+        "quarantined": dict(sorted(quarantined.items())),
+        "quarantine_file": QUARANTINE_NAME,
+        "redactions": dict(sorted(redactions.items())),
+        "deid": deid_section,
+        "shard_samples": config.shard_samples,
+    }
+    manifest = Manifest(
+        name=name,
+        created_utc=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        shards=tuple(shards),
+        pack=pack_section,
+    )
+    atomic_write_bytes(dataset_dir / MANIFEST_NAME, manifest.to_json().encode("utf-8"))
+    elapsed = time.perf_counter() - start
+    if ids.restamped:
+        _LOG.info("re-stamped %d records after earlier studies were quarantined", ids.restamped)
+    summary = PackSummary(
+        name=name,
+        dataset_dir=str(dataset_dir),
+        studies_seen=len(studies),
+        studies_packed=ids.packed,
+        shards=len(shards),
+        bytes=manifest.size_bytes,
+        files_decoded=dict(files_decoded),
+        quarantined=dict(sorted(quarantined.items())),
+        redactions=dict(sorted(redactions.items())),
+        deid=deid_section,
+        elapsed_s=elapsed,
+    )
+    _LOG.info(
+        "packed %d/%d studies into %d shards (%d bytes); %d inputs quarantined; %.2f s",
+        summary.studies_packed,
+        summary.studies_seen,
+        summary.shards,
+        summary.bytes,
+        len(quarantine),
+        elapsed,
+    )
+    return summary
