@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import socket
-from pathlib import Path
 
 import pytest
 import torch
@@ -40,7 +39,7 @@ def test_one_epoch_has_every_sample_once_and_reruns_are_byte_identical(engine: s
     assert [len(b["sample_id"]) for b in first] == [5, 5, 2]
     assert first[0]["image"].shape == (5, 8, 64, 64)
     assert first[0]["image"].dtype == torch.float32
-    assert 0.0 <= float(first[0]["image"].min()) and float(first[0]["image"].max()) <= 1.0
+    assert float(first[0]["image"].min()) >= 0.0 and float(first[0]["image"].max()) <= 1.0
     assert first[0]["tokens"].dtype == torch.int64
     second = _epoch(engine, seed=5, batch_size=5)
     assert [_digest(b) for b in first] == [_digest(b) for b in second]
@@ -129,5 +128,3 @@ def test_unknown_dataset_name_is_not_found(engine: str) -> None:
 def test_bad_rank_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="rank"):
         EngineClient("127.0.0.1:1", rank=2, world_size=2)
-
-

@@ -64,9 +64,7 @@ def test_grpcurl_lists_and_calls_the_service_through_reflection(engine: str) -> 
     assert stats["workers"] == 2
     assert set(stats["queue_depths"]) == {"streams_active", "worker_tasks_pending"}
     assert stats["caches"][0]["tier"] == "ram"
-    described = json.loads(
-        _grpcurl("-d", "{}", engine, "dataengine.v1.DataEngine/DescribeDataset")
-    )
+    described = json.loads(_grpcurl("-d", "{}", engine, "dataengine.v1.DataEngine/DescribeDataset"))
     assert described["name"] == "synthetic"
     assert int(described["num_samples"]) == 12
 
