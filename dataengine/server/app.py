@@ -35,6 +35,12 @@ GRPC_OPTIONS = [
 ]
 
 
+def _rpc_threads(workers: int) -> int:
+    """gRPC threads: each open stream holds one for its lifetime, so leave
+    plenty for many trainer ranks plus health checks and GetStats."""
+    return max(64, 8 * workers)
+
+
 def _identity(data: bytes) -> bytes:
     return data
 
@@ -100,7 +106,9 @@ class EngineServer:
             self.manifests, self.pool, self.cache, self.stats, self.config.window
         )
         server = grpc.server(
-            futures.ThreadPoolExecutor(max_workers=32, thread_name_prefix="grpc"),
+            futures.ThreadPoolExecutor(
+                max_workers=_rpc_threads(self.config.worker_count), thread_name_prefix="grpc"
+            ),
             options=GRPC_OPTIONS,
         )
         server.add_generic_rpc_handlers((_handlers(servicer),))
