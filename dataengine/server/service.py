@@ -129,7 +129,8 @@ class DataEngineServicer:
                     yield result.sample_bytes
                     result.timings["send"] = time.perf_counter() - t0
                     self._stats.add_stage_times(result.timings)
-                    self._stats.add_served(1, len(result.sample_bytes))
+                    if result.error_kind is None:
+                        self._stats.add_served(1, len(result.sample_bytes))
         finally:
             for future in inflight:
                 future.cancel()
