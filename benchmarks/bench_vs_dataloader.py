@@ -1,0 +1,166 @@
+"""Engine throughput against the pattern most teams start from: a plain
+PyTorch ``DataLoader`` whose ``Dataset`` reads the raw DICOM, EDF and report
+files of one study per ``__getitem__`` and applies the same transforms.
+
+Both sides use the same corpus, the same decoders (pydicom, pyedflib), the
+same resampling and the same augmentation code, and the same number of worker
+processes; they run one after the other in one process tree. Reported:
+samples per second for epoch 1 and epoch 2 and the engine/DataLoader ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from dataengine.client import EngineClient
+from dataengine.formats.dicom import decode_series
+from dataengine.formats.edf import read_edf_file, to_standard_12_lead
+from dataengine.formats.text import load_tokenizer
+from dataengine.pipeline.augment import augment
+from dataengine.pipeline.prefix import resample_volume, resample_waveform
+from dataengine.pipeline.spec import Augmentations, PipelineSpec
+from dataengine.synth import generate_corpus
+
+SPEC = PipelineSpec(augment=Augmentations.all_on())
+_READY = re.compile(r"serving \S+ on (\S+:\d+)")
+
+
+class RawStudyDataset(Dataset[dict[str, torch.Tensor]]):
+    """The baseline: one study folder of raw files per item, decoded and
+    augmented in the DataLoader worker."""
+
+    def __init__(self, raw_dir: Path, spec: PipelineSpec, seed: int) -> None:
+        self.studies = sorted(p for p in raw_dir.iterdir() if p.is_dir())
+        self.spec = spec
+        self.seed = seed
+        # Shared with forked persistent workers, so set_epoch reaches them.
+        self._epoch = multiprocessing.Value("i", 0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self._epoch.value = epoch
+
+    def __len__(self) -> int:
+        return len(self.studies)
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        folder, spec = self.studies[index], self.spec
+        dicoms = [p.read_bytes() for p in sorted(folder.glob("*.dcm"))]
+        volume = decode_series(dicoms)
+        hu = resample_volume(volume.hu, spec.image_slices, spec.image_resize)
+        waveform = read_edf_file(next(folder.glob("*.edf")))
+        leads, _ = to_standard_12_lead(waveform)
+        wave = resample_waveform(leads, waveform.rate_hz, spec.wave_rate_hz)
+        tokenizer = load_tokenizer(spec.tokenizer)
+        text = (folder / "report.txt").read_text(encoding="utf-8")
+        ids = [tokenizer.bos_id, *tokenizer.encode(text), tokenizer.eos_id]
+        prefix = {
+            "hu": hu,
+            "wave": wave,
+            "tokens": np.asarray(ids, np.int32),
+            "present": np.ones(2, np.uint8),
+        }
+        arrays = augment(prefix, spec, self.seed, self._epoch.value, index)
+        return {k: torch.from_numpy(v) for k, v in arrays.items()}
+
+
+def _start_engine(dataset: Path, workers: int) -> tuple[subprocess.Popen[str], str]:
+    cmd = [sys.executable, "-m", "dataengine", "serve", str(dataset), "--port", "0"]
+    proc = subprocess.Popen([*cmd, "--workers", str(workers)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        match = _READY.search(line)
+        if match:
+            return proc, match.group(1)
+    raise SystemExit("engine did not start")
+
+
+def _timed(batches: Iterator[dict[str, torch.Tensor]]) -> tuple[int, float]:
+    t0 = time.perf_counter()
+    n = sum(len(b["tokens"]) for b in batches)
+    return n, time.perf_counter() - t0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks vs_dataloader")
+    parser.add_argument("--out", type=Path, default=Path("bench-output"))
+    parser.add_argument("--studies", type=int, default=96)
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--slices", type=int, default=16, help="CT slices per study")
+    parser.add_argument("--size", type=int, default=256, help="CT rows = columns")
+    args = parser.parse_args(argv)
+
+    shutil.rmtree(args.out, ignore_errors=True)
+    raw, dataset = args.out / "raw", args.out / "dataset"
+    de = [sys.executable, "-m", "dataengine"]
+    summary = generate_corpus(
+        raw, args.studies, seed=0, slices=args.slices, rows=args.size, cols=args.size
+    )
+    print(summary.format())
+    subprocess.run(
+        [*de, "pack", str(raw), str(dataset), "--shard-samples", "32", "--insecure-demo-key"],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+
+    results: dict[str, list[float]] = {}
+    # The baseline gets the usual tuning: persistent workers forked once,
+    # before timing starts (the engine is likewise started before timing).
+    baseline = RawStudyDataset(raw, SPEC, seed=0)
+    loader = DataLoader(
+        baseline,
+        batch_size=args.batch_size,
+        shuffle=True,
+        num_workers=args.workers,
+        persistent_workers=True,
+        prefetch_factor=4,
+    )
+    rates = []
+    for epoch in range(2):
+        baseline.set_epoch(epoch)
+        n, seconds = _timed(iter(loader))
+        rates.append(n / seconds)
+    results["DataLoader over raw files"] = rates
+
+    engine, address = _start_engine(dataset, args.workers)
+    try:
+        with EngineClient(address, pipeline=SPEC, batch_size=args.batch_size) as client:
+            batches = client.batches()
+            rates = []
+            for _ in range(2):
+                per_epoch = -(-args.studies // args.batch_size)
+                n, seconds = _timed(next(batches) for _ in range(per_epoch))
+                rates.append(n / seconds)
+        results["medstream engine"] = rates
+    finally:
+        engine.send_signal(signal.SIGTERM)
+        engine.wait(60)
+
+    print(
+        f"\ncorpus: {args.studies} studies of {args.slices}x{args.size}x{args.size} CT + "
+        f"12-lead ECG + report; batch {args.batch_size}, {args.workers} workers each side"
+    )
+    print(f"{'pipeline':<28}{'epoch 1 samples/s':>20}{'epoch 2 samples/s':>20}")
+    for name, (e1, e2) in results.items():
+        print(f"{name:<28}{e1:>20.1f}{e2:>20.1f}")
+    base, eng = results["DataLoader over raw files"], results["medstream engine"]
+    print(f"{'ratio engine/DataLoader':<28}{eng[0] / base[0]:>19.2f}x{eng[1] / base[1]:>19.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
