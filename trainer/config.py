@@ -1,0 +1,549 @@
+"""Trainer configuration: frozen dataclasses validated on construction.
+
+Three layers, later ones win: the size preset (``--size``), the JSON file
+(``--config FILE``), then single command-line flags (``--steps`` ...).
+
+A config file has at most these top-level keys; every key inside maps to a
+dataclass field, and an unknown key is a ``ConfigError`` naming it::
+
+    {
+      "size": "tiny",
+      "model": {"dropout": 0.1, "activation_checkpointing": true},
+      "train": {"steps": 200, "micro_batch_size": 8, "grad_accum_steps": 2, "lr": 3e-4},
+      "pipeline": {"hu_center": 40, "hu_width": 400, "augment": {"flip": true}},
+      "deepspeed": {"zero_optimization": {"stage": 3}}
+    }
+
+``pipeline`` shape fields (slices, crop, waveform samples, text tokens) are
+derived from the model and may only be restated, not changed. ``deepspeed``
+is merged over ``trainer/configs/ds_zero2.json`` (or names a DeepSpeed JSON
+file that replaces it); values ``"auto"`` there are filled from ``train``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dataengine.errors import ConfigError
+from dataengine.pipeline.spec import Augmentations, PipelineSpec
+
+__all__ = [
+    "DEFAULT_DEEPSPEED_CONFIG",
+    "PRESETS",
+    "ModelConfig",
+    "RunConfig",
+    "TrainConfig",
+    "bf16_auto",
+    "load_config",
+    "pipeline_for",
+]
+
+_LOG = logging.getLogger(__name__)
+
+DEFAULT_DEEPSPEED_CONFIG = Path(__file__).with_name("configs") / "ds_zero2.json"
+
+BYTE_VOCAB_SIZE = 259  # 256 bytes + PAD, BOS, EOS (dataengine.formats.text.ByteTokenizer)
+BYTE_PAD_ID = 256
+
+
+def _require(ok: bool, name: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(name, message)
+
+
+def _int_in(value: object, name: str, lo: int, hi: int | None = None) -> None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and value >= lo
+    if ok and hi is not None:
+        ok = value <= hi  # type: ignore[operator]
+    upper = "" if hi is None else f", <= {hi}"
+    _require(ok, name, f"must be an integer >= {lo}{upper}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Shape of the multimodal model and of the tensors it accepts.
+
+    Image input is ``[image_slices, image_size, image_size]`` (slices become
+    conv channels) cut into ``patch_size`` x ``patch_size`` patches; the
+    waveform is ``[wave_leads, wave_samples]`` reduced by strided convs with a
+    total stride of ``wave_stride`` samples per token; text is
+    ``max_text_tokens`` token ids from a ``vocab_size`` vocabulary whose
+    padding id is ``pad_id``.
+    """
+
+    d_model: int = 128
+    n_layers: int = 2
+    n_heads: int = 4
+    mlp_ratio: int = 4
+    patch_size: int = 8
+    image_slices: int = 8
+    image_size: int = 64
+    wave_leads: int = 12
+    wave_samples: int = 800
+    wave_stride: int = 32
+    vocab_size: int = BYTE_VOCAB_SIZE
+    pad_id: int = BYTE_PAD_ID
+    max_text_tokens: int = 128
+    dropout: float = 0.0
+    activation_checkpointing: bool = False
+
+    def __post_init__(self) -> None:
+        for name, lo in (
+            ("d_model", 8),
+            ("n_layers", 1),
+            ("n_heads", 1),
+            ("mlp_ratio", 1),
+            ("patch_size", 1),
+            ("image_slices", 1),
+            ("image_size", 1),
+            ("wave_leads", 1),
+            ("wave_samples", 16),
+            ("vocab_size", 2),
+            ("pad_id", 0),
+            ("max_text_tokens", 4),
+        ):
+            _int_in(getattr(self, name), f"model.{name}", lo)
+        _require(
+            self.d_model % self.n_heads == 0,
+            "model.n_heads",
+            f"({self.n_heads}) must divide model.d_model ({self.d_model})",
+        )
+        _require(
+            (self.d_model // self.n_heads) % 2 == 0,
+            "model.n_heads",
+            f"head size d_model/n_heads = {self.d_model / self.n_heads:g} must be even",
+        )
+        _require(
+            self.image_size % self.patch_size == 0,
+            "model.patch_size",
+            f"({self.patch_size}) must divide model.image_size ({self.image_size})",
+        )
+        _require(
+            self.wave_stride in (8, 16, 32, 64),
+            "model.wave_stride",
+            f"must be one of 8, 16, 32, 64 samples per token, got {self.wave_stride!r}",
+        )
+        _require(
+            self.wave_samples >= self.wave_stride,
+            "model.wave_samples",
+            f"({self.wave_samples}) must be >= model.wave_stride ({self.wave_stride})",
+        )
+        _require(
+            self.pad_id < self.vocab_size,
+            "model.pad_id",
+            f"({self.pad_id}) must be < model.vocab_size ({self.vocab_size})",
+        )
+        _require(
+            isinstance(self.dropout, int | float) and 0.0 <= self.dropout < 1.0,
+            "model.dropout",
+            f"must be within [0, 1), got {self.dropout!r}",
+        )
+        _require(
+            isinstance(self.activation_checkpointing, bool),
+            "model.activation_checkpointing",
+            f"must be true or false, got {self.activation_checkpointing!r}",
+        )
+
+    @property
+    def image_tokens(self) -> int:
+        """Number of image patch tokens."""
+        return (self.image_size // self.patch_size) ** 2
+
+    @property
+    def wave_tokens(self) -> int:
+        """Number of waveform tokens (ceil of samples / stride)."""
+        return -(-self.wave_samples // self.wave_stride)
+
+    @property
+    def prefix_tokens(self) -> int:
+        return self.image_tokens + self.wave_tokens
+
+    @property
+    def seq_len(self) -> int:
+        """Total transformer sequence length: image + waveform + text tokens."""
+        return self.prefix_tokens + self.max_text_tokens
+
+
+PRESETS: dict[str, ModelConfig] = {
+    # CPU tests and the demo: a step in a fraction of a second on one core.
+    "tiny": ModelConfig(),
+    # A laptop or one small GPU.
+    "small": ModelConfig(
+        d_model=256,
+        n_layers=4,
+        n_heads=8,
+        patch_size=16,
+        image_slices=16,
+        image_size=128,
+        wave_samples=1000,
+        max_text_tokens=256,
+    ),
+    # The smallest size worth pretraining on GPUs (about 25 M parameters).
+    "base": ModelConfig(
+        d_model=512,
+        n_layers=8,
+        n_heads=8,
+        patch_size=16,
+        image_slices=16,
+        image_size=224,
+        wave_samples=2500,
+        max_text_tokens=512,
+        activation_checkpointing=True,
+    ),
+}
+
+
+# Training sees every augmentation by default: each epoch differs, and the
+# bytes still depend only on (seed, epoch, sample_id).
+_AUGMENT = Augmentations.all_on()
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation and bookkeeping.
+
+    ``steps`` counts optimizer steps; each consumes ``grad_accum_steps``
+    micro-batches of ``micro_batch_size`` samples per rank. ``lr`` is the peak
+    learning rate reached linearly after ``warmup_steps`` steps, then held
+    (the default warmup does not depend on ``steps``, so a resumed run that
+    extends ``steps`` keeps the schedule it started with).
+    ``log_every`` / ``save_every`` are in optimizer steps (``save_every`` 0:
+    save only at the end, and only when ``checkpoint_dir`` is set).
+    ``dataset`` names the served dataset (None: the engine's only one).
+    ``pipeline`` defaults to the tiny model's shapes with all augmentations on.
+    """
+
+    steps: int = 50
+    micro_batch_size: int = 4
+    grad_accum_steps: int = 1
+    lr: float = 1e-3
+    warmup_steps: int = 10
+    weight_decay: float = 0.01
+    seed: int = 0
+    log_every: int = 10
+    save_every: int = 0
+    checkpoint_dir: str | None = None
+    dataset: str | None = None
+    pipeline: PipelineSpec = field(default_factory=lambda: PipelineSpec(augment=_AUGMENT))
+
+    def __post_init__(self) -> None:
+        _int_in(self.steps, "train.steps", 1)
+        _int_in(self.micro_batch_size, "train.micro_batch_size", 1)
+        _int_in(self.grad_accum_steps, "train.grad_accum_steps", 1)
+        _int_in(self.warmup_steps, "train.warmup_steps", 0)
+        _int_in(self.seed, "train.seed", 0, 2**63 - 1)
+        _int_in(self.log_every, "train.log_every", 1)
+        _int_in(self.save_every, "train.save_every", 0)
+        _require(
+            isinstance(self.lr, int | float) and math.isfinite(self.lr) and 0 < self.lr < 1,
+            "train.lr",
+            f"must be within (0, 1), got {self.lr!r}",
+        )
+        _require(
+            isinstance(self.weight_decay, int | float) and 0 <= self.weight_decay < 1,
+            "train.weight_decay",
+            f"must be within [0, 1), got {self.weight_decay!r}",
+        )
+        _require(
+            self.checkpoint_dir is None
+            or (isinstance(self.checkpoint_dir, str) and bool(self.checkpoint_dir)),
+            "train.checkpoint_dir",
+            f"must be a non-empty path or null, got {self.checkpoint_dir!r}",
+        )
+        _require(
+            self.dataset is None or (isinstance(self.dataset, str) and bool(self.dataset)),
+            "train.dataset",
+            f"must be a non-empty name or null, got {self.dataset!r}",
+        )
+        _require(
+            isinstance(self.pipeline, PipelineSpec),
+            "train.pipeline",
+            f"must be a PipelineSpec, got {type(self.pipeline).__name__}",
+        )
+
+    @property
+    def samples_per_step(self) -> int:
+        """Samples per optimizer step on one rank."""
+        return self.micro_batch_size * self.grad_accum_steps
+
+
+# Pipeline fields whose value the model fixes: pipeline field -> model field.
+_PIPELINE_FROM_MODEL = {
+    "image_slices": "image_slices",
+    "image_crop": "image_size",
+    "wave_samples": "wave_samples",
+    "text_tokens": "max_text_tokens",
+}
+
+
+def pipeline_for(model: ModelConfig, **overrides: Any) -> PipelineSpec:
+    """The engine pipeline that produces tensors of the model's shapes.
+
+    ``image_resize`` defaults to ``image_size * 9 / 8`` so crops have room to
+    move. Overriding a shape field with a different value than the model's
+    is a ``ConfigError``.
+    """
+    for key, model_field in _PIPELINE_FROM_MODEL.items():
+        if key in overrides and overrides[key] != getattr(model, model_field):
+            raise ConfigError(
+                f"pipeline.{key}",
+                f"is {overrides[key]!r} but the model needs model.{model_field} = "
+                f"{getattr(model, model_field)}; change the model instead",
+            )
+    values: dict[str, Any] = {k: getattr(model, m) for k, m in _PIPELINE_FROM_MODEL.items()}
+    values["image_resize"] = model.image_size + model.image_size // 8
+    values.update(overrides)
+    return PipelineSpec(**values)
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one training run needs: the model, the optimisation and the
+    DeepSpeed config dict (fully resolved: no ``"auto"`` left)."""
+
+    model: ModelConfig
+    train: TrainConfig
+    deepspeed: Mapping[str, Any]
+
+    def __post_init__(self) -> None:
+        p = self.train.pipeline
+        for key, model_field in _PIPELINE_FROM_MODEL.items():
+            _require(
+                getattr(p, key) == getattr(self.model, model_field),
+                f"pipeline.{key}",
+                f"is {getattr(p, key)} but model.{model_field} is "
+                f"{getattr(self.model, model_field)}",
+            )
+        if p.tokenizer == "byte":
+            _require(
+                self.model.vocab_size == BYTE_VOCAB_SIZE and self.model.pad_id == BYTE_PAD_ID,
+                "model.vocab_size",
+                f"the byte tokenizer needs vocab_size {BYTE_VOCAB_SIZE} and pad_id "
+                f"{BYTE_PAD_ID}, got {self.model.vocab_size} and {self.model.pad_id}",
+            )
+        ds = self.deepspeed
+        for key, want in (
+            ("train_micro_batch_size_per_gpu", self.train.micro_batch_size),
+            ("gradient_accumulation_steps", self.train.grad_accum_steps),
+        ):
+            _require(
+                ds.get(key) == want,
+                f"deepspeed.{key}",
+                f'is {ds.get(key)!r} but train says {want}; set it in train or use "auto"',
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-able dict that ``load_config`` reads back to an equal config."""
+        train = asdict(self.train)
+        pipeline = train.pop("pipeline")
+        return {
+            "model": asdict(self.model),
+            "train": train,
+            "pipeline": pipeline,
+            "deepspeed": copy.deepcopy(dict(self.deepspeed)),
+        }
+
+
+_TOP_LEVEL_KEYS = ("size", "model", "train", "pipeline", "deepspeed")
+
+
+def _check_keys(section: str, given: Mapping[str, Any], allowed: set[str]) -> None:
+    if not isinstance(given, Mapping):
+        raise ConfigError(section, f"must be a JSON object, got {type(given).__name__}")
+    for key in given:
+        if key not in allowed:
+            raise ConfigError(
+                f"{section}.{key}", f"unknown key; expected one of {', '.join(sorted(allowed))}"
+            )
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(what, f"cannot read {path}: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise ConfigError(what, f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(what, f"{path} must hold a JSON object")
+    return data
+
+
+def bf16_auto() -> tuple[bool, str]:
+    """Whether ``"bf16": {"enabled": "auto"}`` turns bf16 on here, and why.
+
+    On GPUs: whenever the accelerator supports it. On CPUs DeepSpeed always
+    reports support, but without native bf16 instructions (AVX512-BF16 or
+    AMX) oneDNN emulates bf16 matmuls and a step gets about 12x slower than
+    float32 (measured on the tiny model on an AVX2 EPYC), so "auto" means
+    float32 there; set ``"enabled": true`` to force it.
+    """
+    # Imported lazily: importing deepspeed costs seconds and config tests
+    # should not pay for it unless "auto" needs resolving.
+    from deepspeed.accelerator import get_accelerator
+
+    accel = get_accelerator()
+    if not accel.is_bf16_supported():
+        return False, f"{accel.device_name()} accelerator has no bf16"
+    if accel.device_name() != "cpu":
+        return True, f"{accel.device_name()} supports bf16"
+    try:
+        native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        native = False
+    if native:
+        return True, "CPU has native bf16 instructions"
+    return False, "CPU lacks native bf16 (AVX512-BF16/AMX); emulated bf16 is ~12x slower"
+
+
+def _resolve_deepspeed(
+    spec: Mapping[str, Any], train: TrainConfig
+) -> tuple[dict[str, Any], list[str]]:
+    """Fill ``"auto"`` values of a DeepSpeed config from ``train``."""
+    ds = copy.deepcopy(dict(spec))
+    derived: list[str] = []
+    top: dict[str, object] = {
+        "train_micro_batch_size_per_gpu": train.micro_batch_size,
+        "gradient_accumulation_steps": train.grad_accum_steps,
+    }
+    for key, value in top.items():
+        if ds.get(key, "auto") == "auto":
+            ds[key] = value
+    nested: dict[str, dict[str, object]] = {
+        "optimizer": {"lr": train.lr, "weight_decay": train.weight_decay},
+        "scheduler": {
+            # DeepSpeed's WarmupLR runs its first two steps at warmup_min_lr;
+            # a floor above zero keeps them from being wasted.
+            "warmup_min_lr": train.lr / (train.warmup_steps + 1),
+            "warmup_max_lr": train.lr,
+            "warmup_num_steps": train.warmup_steps,
+            "total_num_steps": train.steps,
+        },
+    }
+    for section, fill in nested.items():
+        params = ds.get(section, {}).get("params")
+        if isinstance(params, dict):
+            for key, value in fill.items():
+                if params.get(key) == "auto":
+                    params[key] = value
+    bf16 = ds.get("bf16")
+    if isinstance(bf16, dict) and bf16.get("enabled") == "auto":
+        bf16["enabled"], why = bf16_auto()
+        derived.append(f"deepspeed.bf16.enabled={bf16['enabled']} ({why})")
+    leftover = [k for k, v in _walk(ds) if v == "auto"]
+    if leftover:
+        raise ConfigError(f"deepspeed.{leftover[0]}", '"auto" is not supported for this key')
+    return ds, derived
+
+
+def _walk(tree: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.extend(_walk(value, name + "."))
+        else:
+            out.append((name, value))
+    return out
+
+
+def load_config(
+    path: Path | str | None = None,
+    *,
+    size: str | None = None,
+    train_overrides: Mapping[str, Any] | None = None,
+    deepspeed_config: Path | str | None = None,
+    data: Mapping[str, Any] | None = None,
+) -> RunConfig:
+    """Build a ``RunConfig`` from a preset, an optional JSON file (``path``) or
+    an already-parsed dict (``data``), and single-field train overrides.
+
+    ``size`` (when not None) wins over the file's ``"size"``;
+    ``train_overrides`` (e.g. ``{"steps": 10}``) win over the file's ``train``
+    section; ``deepspeed_config`` names a DeepSpeed JSON file that replaces
+    the default one (the file's ``deepspeed`` section still merges over it).
+    Derived defaults are logged once, here. Raises ``ConfigError`` naming the
+    offending key or field.
+    """
+    raw: dict[str, Any] = {}
+    if path is not None:
+        raw = _read_json(Path(path), "config")
+    if data is not None:
+        raw = _merge(raw, data)
+    _check_keys("config", raw, set(_TOP_LEVEL_KEYS))
+    derived: list[str] = []
+
+    size_name = size if size is not None else raw.get("size", "tiny")
+    if size_name not in PRESETS:
+        raise ConfigError("size", f"must be one of {', '.join(PRESETS)}, got {size_name!r}")
+    model_raw = raw.get("model", {})
+    _check_keys("model", model_raw, {f.name for f in fields(ModelConfig)})
+    model = replace(PRESETS[size_name], **model_raw)
+
+    pipe_raw = dict(raw.get("pipeline", {}))
+    _check_keys("pipeline", pipe_raw, {f.name for f in fields(PipelineSpec)})
+    if "augment" in pipe_raw:
+        aug_raw = pipe_raw["augment"]
+        _check_keys("pipeline.augment", aug_raw, {f.name for f in fields(Augmentations)})
+        pipe_raw["augment"] = Augmentations(**aug_raw)
+    else:
+        pipe_raw["augment"] = _AUGMENT
+    pipeline = pipeline_for(model, **pipe_raw)
+    if "image_resize" not in pipe_raw:
+        derived.append(f"pipeline.image_resize={pipeline.image_resize}")
+
+    train_raw = dict(raw.get("train", {}))
+    train_fields = {f.name for f in fields(TrainConfig)} - {"pipeline"}
+    _check_keys("train", train_raw, train_fields)
+    for key, value in (train_overrides or {}).items():
+        if key not in train_fields:
+            raise ConfigError(f"train.{key}", "unknown key")
+        if value is not None:
+            train_raw[key] = value
+    train = TrainConfig(pipeline=pipeline, **train_raw)
+
+    ds_path = Path(deepspeed_config) if deepspeed_config is not None else DEFAULT_DEEPSPEED_CONFIG
+    ds_raw = raw.get("deepspeed", {})
+    if isinstance(ds_raw, str):  # a DeepSpeed JSON file, relative to the config file
+        ds_path = Path(ds_raw) if path is None else Path(path).parent / ds_raw
+        ds_raw = {}
+    if not isinstance(ds_raw, Mapping):
+        raise ConfigError("deepspeed", "must be a JSON object or a path to a DeepSpeed JSON file")
+    ds_spec = _merge(_read_json(ds_path, "deepspeed"), ds_raw)
+    ds, ds_derived = _resolve_deepspeed(ds_spec, train)
+    derived.extend(ds_derived)
+
+    run = RunConfig(model=model, train=train, deepspeed=ds)
+    _LOG.info(
+        "config: size=%s d_model=%d layers=%d heads=%d tokens=%d (image %d, wave %d, text %d); "
+        "derived: %s",
+        size_name,
+        model.d_model,
+        model.n_layers,
+        model.n_heads,
+        model.seq_len,
+        model.image_tokens,
+        model.wave_tokens,
+        model.max_text_tokens,
+        ", ".join(derived) or "none",
+    )
+    return run

@@ -1,0 +1,413 @@
+"""Train the multimodal model with DeepSpeed, fed only by the data engine.
+
+Start an engine first (``dataengine serve DATASET_DIR --port 50051``), then:
+
+One process (CPU, or one GPU)::
+
+    python -m trainer --engines 127.0.0.1:50051 --steps 50
+
+torchrun, two processes on one node (CPU: gloo, GPU: NCCL)::
+
+    torchrun --standalone --nproc_per_node 2 -m trainer --engines 127.0.0.1:50051 --steps 50
+
+The DeepSpeed launcher, two processes on one node (GPUs, or CPU with gloo)::
+
+    deepspeed --num_gpus 2 --module trainer --engines 127.0.0.1:50051 --steps 50
+
+Options: ``--size tiny|small|base``, ``--config run.json`` (see
+``trainer/config.py``), ``--ds-config ds.json`` (replaces
+``trainer/configs/ds_zero2.json``), ``--checkpoint-dir DIR --save-every N``,
+``--resume`` (continue from DIR's latest checkpoint, model, optimizer, LR
+schedule, RNG and the exact data cursor), ``--log-file metrics.jsonl`` (one
+JSON line per optimizer step, written by rank 0).
+
+The loop, per optimizer step: ``grad_accum_steps`` times (wait for the next
+micro-batch, forward, backward, ``engine.step()``). The wait is timed apart
+from the compute; its share of the step is the data-wait fraction, the
+number this project exists to drive to zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import logging
+import math
+import os
+import sys
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import deepspeed
+import torch
+from deepspeed.accelerator import get_accelerator
+
+from dataengine.client import EngineClient, parse_endpoints
+from dataengine.errors import ConfigError, DataEngineError
+from trainer.config import PRESETS, RunConfig, load_config
+from trainer.distributed import DistInfo, all_reduce_mean, init_distributed
+from trainer.model import MODEL_INPUTS, MultimodalModel
+
+__all__ = ["RunArgs", "TrainResult", "main", "parse_args", "train"]
+
+_LOG = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunArgs:
+    """Where the data comes from and where results go (not part of the
+    checkpointed config): engine endpoints, an optional JSON-lines metrics
+    file, and whether to resume from ``train.checkpoint_dir``."""
+
+    engines: tuple[str, ...]
+    log_file: Path | None = None
+    resume: bool = False
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Summary of one ``train`` call. Timings exclude the call's first
+    optimizer step (connection set-up and cold engine caches) unless it ran
+    only one. ``data_wait_fraction`` is data-wait seconds / step seconds."""
+
+    rank: int
+    first_step: int
+    last_step: int
+    losses: list[float] = field(repr=False)
+    mean_step_time_s: float
+    samples_per_s: float
+    data_wait_fraction: float
+    dtype: str
+    checkpoint: str | None
+
+    def format(self) -> str:
+        losses = self.losses
+        return (
+            f"trainer: steps {self.first_step}..{self.last_step}, "
+            f"loss {losses[0]:.4f} -> {losses[-1]:.4f}, "
+            f"{self.mean_step_time_s * 1000:.1f} ms/step, {self.samples_per_s:.1f} samples/s, "
+            f"data wait {100 * self.data_wait_fraction:.1f}% of step time, {self.dtype}"
+            + (f", checkpoint {self.checkpoint}" if self.checkpoint else "")
+        )
+
+
+# -- checkpoints -----------------------------------------------------------
+
+
+def _rng_state() -> dict[str, Any]:
+    state: dict[str, Any] = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: Mapping[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(
+    model_engine: Any, client: EngineClient, cfg: RunConfig, dist: DistInfo, step: int
+) -> Path:
+    """Collective: every rank calls it. DeepSpeed writes model, optimizer and
+    LR-schedule state under ``DIR/step{step}/`` and points ``DIR/latest`` at
+    it; the explicit client state carries the step, the data cursor (the next
+    global position after this step's last micro-batch) and the config.
+    Each rank adds its RNG state in ``rng_rank{rank}.pt``."""
+    root = Path(str(cfg.train.checkpoint_dir))
+    tag = f"step{step}"
+    client_state = {"step": step, "data_cursor": client.state_dict(), "config": cfg.to_dict()}
+    model_engine.save_checkpoint(str(root), tag=tag, client_state=client_state)
+    (root / tag).mkdir(parents=True, exist_ok=True)
+    torch.save(_rng_state(), root / tag / f"rng_rank{dist.rank}.pt")
+    _LOG.info("checkpoint %s saved (data cursor %s)", root / tag, client_state["data_cursor"])
+    return root / tag
+
+
+def load_checkpoint(model_engine: Any, client: EngineClient, cfg: RunConfig, dist: DistInfo) -> int:
+    """Restore the latest checkpoint in ``train.checkpoint_dir``; returns its
+    step. Raises ``ConfigError`` when there is none or it cannot continue."""
+    root = Path(str(cfg.train.checkpoint_dir))
+    load_path, state = model_engine.load_checkpoint(str(root))
+    if load_path is None or state is None:
+        raise ConfigError(
+            "checkpoint_dir", f"DeepSpeed could not load the latest checkpoint in {root}"
+        )
+    saved_model = state["config"]["model"]
+    if saved_model != cfg.to_dict()["model"]:
+        _LOG.warning(
+            "resuming with a model config that differs from the checkpoint's: %s", saved_model
+        )
+    step = int(state["step"])
+    if step >= cfg.train.steps:
+        raise ConfigError(
+            "train.steps", f"is {cfg.train.steps} but the checkpoint is already at step {step}"
+        )
+    client.load_state_dict(state["data_cursor"])
+    rng_file = Path(load_path) / f"rng_rank{dist.rank}.pt"
+    if rng_file.is_file():
+        _set_rng_state(torch.load(rng_file, weights_only=True))
+    else:
+        _LOG.warning(
+            "no RNG state for rank %d in %s; dropout draws will differ", dist.rank, load_path
+        )
+    _LOG.info("resumed from %s at step %d, data cursor %s", load_path, step, state["data_cursor"])
+    return step
+
+
+# -- the loop --------------------------------------------------------------
+
+
+def _to_device(
+    batch: Mapping[str, torch.Tensor], device: torch.device, dtype: torch.dtype
+) -> dict[str, torch.Tensor]:
+    """The model's inputs on ``device``; floating tensors cast to the engine's dtype."""
+    return {
+        k: v.to(device, dtype) if v.is_floating_point() else v.to(device)
+        for k, v in batch.items()
+        if k in MODEL_INPUTS
+    }
+
+
+def _engine_dtype(model_engine: Any) -> torch.dtype:
+    if model_engine.bfloat16_enabled():
+        return torch.bfloat16
+    if model_engine.fp16_enabled():
+        return torch.float16
+    return torch.float32
+
+
+def _open_log(path: Path | None, dist: DistInfo, start: int) -> TextIO | None:
+    """Rank 0's metrics file. On resume, lines past the checkpoint's step
+    (written by the interrupted run after its last save) are dropped."""
+    if path is None or not dist.is_main:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    kept = []
+    if start and path.is_file():
+        kept = [
+            line
+            for line in path.read_text(encoding="utf-8").splitlines(keepends=True)
+            if line.strip() and json.loads(line)["step"] <= start
+        ]
+    f = path.open("w", encoding="utf-8")
+    f.writelines(kept)
+    return f
+
+
+@dataclass
+class _Meter:
+    """Per-step figures of one ``train`` call (seconds, samples), for the summary."""
+
+    losses: list[float] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+    waits: list[float] = field(default_factory=list)
+    samples: list[float] = field(default_factory=list)
+
+    def add(self, loss: float, step_time: float, wait: float, samples: float) -> None:
+        self.losses.append(loss)
+        self.times.append(step_time)
+        self.waits.append(wait)
+        self.samples.append(samples)
+
+    def result(
+        self, dist: DistInfo, first: int, last: int, dtype: torch.dtype, ckpt: Path | None
+    ) -> TrainResult:
+        steady = slice(1, None) if len(self.times) > 1 else slice(None)  # skip the cold step
+        total = sum(self.times[steady])
+        return TrainResult(
+            rank=dist.rank,
+            first_step=first,
+            last_step=last,
+            losses=self.losses,
+            mean_step_time_s=total / len(self.times[steady]),
+            samples_per_s=sum(self.samples[steady]) / total,
+            data_wait_fraction=sum(self.waits[steady]) / total,
+            dtype=str(dtype).removeprefix("torch."),
+            checkpoint=None if ckpt is None else str(ckpt),
+        )
+
+
+def train(cfg: RunConfig, args: RunArgs) -> TrainResult:
+    """Run the training loop of ``cfg`` on data from ``args.engines``.
+
+    Every rank calls this; ranks stay in lockstep (the same number of steps,
+    collective saves). Returns this rank's summary (``main`` prints rank 0's).
+    """
+    tc = cfg.train
+    if args.resume and tc.checkpoint_dir is None:
+        raise ConfigError("checkpoint_dir", "--resume needs --checkpoint-dir")
+    if args.resume and not (Path(str(tc.checkpoint_dir)) / "latest").is_file():
+        raise ConfigError("checkpoint_dir", f"--resume: {tc.checkpoint_dir} holds no checkpoint")
+
+    # -- process group, data, model, DeepSpeed engine
+    dist = init_distributed()
+    if not dist.is_main:  # rank-0 gating: other ranks only warn
+        logging.getLogger("trainer").setLevel(logging.WARNING)
+    client = EngineClient(
+        args.engines,
+        dataset=tc.dataset,
+        pipeline=tc.pipeline,
+        seed=tc.seed,
+        rank=dist.rank,
+        world_size=dist.world_size,
+        batch_size=tc.micro_batch_size,
+        drop_last=dist.world_size > 1,  # equal micro-batches on every rank
+    )
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(client)
+        _LOG.info(
+            "dataset %s: %d samples from %s",
+            client.dataset.name,
+            client.num_samples,
+            ",".join(args.engines),
+        )
+        torch.manual_seed(tc.seed)  # the same initial weights on every rank
+        model = MultimodalModel(cfg.model)
+        _LOG.info("model: %.2f M parameters", model.num_parameters() / 1e6)
+        model_engine, _, _, _ = deepspeed.initialize(
+            model=model, model_parameters=model.parameters(), config=dict(cfg.deepspeed)
+        )
+        device, dtype = model_engine.device, _engine_dtype(model_engine)
+        accel = get_accelerator()
+
+        # -- resume: weights, optimizer, LR schedule, RNG, data cursor
+        start = load_checkpoint(model_engine, client, cfg, dist) if args.resume else 0
+        log_file = _open_log(args.log_file, dist, start)
+        if log_file is not None:
+            stack.enter_context(log_file)
+
+        # -- the loop: one iteration per optimizer step
+        batches = client.batches()
+        meter = _Meter()
+        checkpoint: Path | None = None
+        model_engine.train()
+        for step in range(start + 1, tc.steps + 1):
+            t0 = time.perf_counter()
+            wait = 0.0
+            ids: list[int] = []
+            micro_losses = []
+            lr = float(model_engine.optimizer.param_groups[0]["lr"])  # this step's rate
+            for _ in range(tc.grad_accum_steps):
+                tw = time.perf_counter()
+                batch = next(batches)
+                wait += time.perf_counter() - tw
+                ids.extend(batch["sample_id"].tolist())
+                loss = model_engine(_to_device(batch, device, dtype))
+                model_engine.backward(loss)
+                model_engine.step()  # steps the optimizer on the last micro-batch only
+                micro_losses.append(loss.detach().float())
+            local_loss = torch.stack(micro_losses).mean().item()
+            accel.synchronize()
+            step_time = time.perf_counter() - t0
+
+            loss_mean, samples_mean, wait_mean = all_reduce_mean(
+                [local_loss, float(len(ids)), wait], device
+            )
+            if not math.isfinite(loss_mean):
+                raise FloatingPointError(f"loss is {loss_mean} at step {step}")
+            rate = samples_mean * dist.world_size / step_time
+            meter.add(loss_mean, step_time, wait_mean, samples_mean * dist.world_size)
+            if log_file is not None:
+                record = {
+                    "step": step,
+                    "loss": loss_mean,
+                    "lr": lr,
+                    "step_time_s": step_time,
+                    "data_wait_s": wait_mean,
+                    "samples_per_s": rate,
+                    "sample_ids": ids,
+                }
+                log_file.write(json.dumps(record) + "\n")
+                log_file.flush()
+            if dist.is_main and (step % tc.log_every == 0 or step in (start + 1, tc.steps)):
+                _LOG.info(
+                    "step %d loss %.4f step_time_s %.3f samples_per_s %.1f data_wait_fraction %.3f",
+                    step,
+                    loss_mean,
+                    step_time,
+                    rate,
+                    wait_mean / step_time,
+                )
+            if tc.checkpoint_dir is not None and (
+                step == tc.steps or (tc.save_every and step % tc.save_every == 0)
+            ):
+                checkpoint = save_checkpoint(model_engine, client, cfg, dist, step)
+    return meter.result(dist, start + 1, tc.steps, dtype, checkpoint)
+
+
+# -- command line ----------------------------------------------------------
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m trainer",
+        description="Train the multimodal model with DeepSpeed on data from engines.",
+    )
+    p.add_argument("--engines", required=True, help="HOST:PORT[,HOST:PORT...] of data engines")
+    p.add_argument("--dataset", help="served dataset name (default: the engine's only one)")
+    p.add_argument("--config", type=Path, help="run config JSON (model/train/pipeline/deepspeed)")
+    p.add_argument("--ds-config", type=Path, help="DeepSpeed JSON replacing ds_zero2.json")
+    p.add_argument("--size", choices=sorted(PRESETS), help="model preset (default: tiny)")
+    p.add_argument("--steps", type=int, help="optimizer steps in total")
+    p.add_argument("--micro-batch-size", type=int, help="samples per micro-batch per rank")
+    p.add_argument("--grad-accum-steps", type=int, help="micro-batches per optimizer step")
+    p.add_argument("--lr", type=float, help="peak learning rate")
+    p.add_argument("--seed", type=int, help="weights init and data order seed")
+    p.add_argument("--checkpoint-dir", help="where checkpoints go (and --resume reads)")
+    p.add_argument("--save-every", type=int, help="optimizer steps between checkpoints")
+    p.add_argument("--log-every", type=int, help="optimizer steps between log lines")
+    p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    p.add_argument("--log-file", type=Path, help="JSON lines, one per optimizer step (rank 0)")
+    # The deepspeed launcher appends --local_rank=N; LOCAL_RANK in the
+    # environment carries the same value, so it is accepted and ignored.
+    p.add_argument("--local_rank", "--local-rank", type=int, help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
+    if os.environ.get("RANK", "0") != "0":  # launchers set RANK; rank 0 alone logs INFO
+        logging.getLogger("trainer").setLevel(logging.WARNING)
+    # DeepSpeed's ZeRO calls torch collectives deprecated in torch 2.x; not ours to fix.
+    warnings.filterwarnings(
+        "ignore", message=r"`torch\.distributed\.\w+` is deprecated", category=FutureWarning
+    )
+    try:
+        cfg = load_config(
+            args.config,
+            size=args.size,
+            deepspeed_config=args.ds_config,
+            train_overrides={
+                "steps": args.steps,
+                "micro_batch_size": args.micro_batch_size,
+                "grad_accum_steps": args.grad_accum_steps,
+                "lr": args.lr,
+                "seed": args.seed,
+                "checkpoint_dir": args.checkpoint_dir,
+                "save_every": args.save_every,
+                "log_every": args.log_every,
+                "dataset": args.dataset,
+            },
+        )
+        run = RunArgs(parse_endpoints(args.engines), args.log_file, args.resume)
+        result = train(cfg, run)
+    except DataEngineError as exc:
+        print(f"trainer: error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+    if result.rank == 0:
+        print(result.format())
+    return 0
