@@ -88,10 +88,34 @@ def _start_engine(dataset: Path, workers: int) -> tuple[subprocess.Popen[str], s
     raise SystemExit("engine did not start")
 
 
-def _timed(batches: Iterator[dict[str, torch.Tensor]]) -> tuple[int, float]:
-    t0 = time.perf_counter()
+def _tree_cpu_seconds() -> float:
+    """CPU seconds (user + system) used so far by this process and every live
+    descendant (DataLoader workers, the engine and its decode workers)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    tree, frontier = {os.getpid()}, [os.getpid()]
+    while frontier:
+        parent = frontier.pop()
+        children = [pid for pid, (ppid, _) in stats.items() if ppid == parent]
+        tree.update(children)
+        frontier.extend(children)
+    return sum(stats[pid][1] for pid in tree if pid in stats)
+
+
+def _timed(batches: Iterator[dict[str, torch.Tensor]]) -> tuple[float, float]:
+    """(samples per second, CPU milliseconds per sample) of one epoch."""
+    t0, cpu0 = time.perf_counter(), _tree_cpu_seconds()
     n = sum(len(b["tokens"]) for b in batches)
-    return n, time.perf_counter() - t0
+    seconds, cpu = time.perf_counter() - t0, _tree_cpu_seconds() - cpu0
+    return n / seconds, 1e3 * cpu / n
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         stdout=subprocess.DEVNULL,
     )
 
-    results: dict[str, list[float]] = {}
+    results: dict[str, list[tuple[float, float]]] = {}
     # The baseline gets the usual tuning: persistent workers forked once,
     # before timing starts (the engine is likewise started before timing).
     baseline = RawStudyDataset(raw, SPEC, seed=0)
@@ -132,8 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     rates = []
     for epoch in range(2):
         baseline.set_epoch(epoch)
-        n, seconds = _timed(iter(loader))
-        rates.append(n / seconds)
+        rates.append(_timed(iter(loader)))
     results["DataLoader over raw files"] = rates
 
     engine, address = _start_engine(dataset, args.workers)
@@ -143,8 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             rates = []
             for _ in range(2):
                 per_epoch = -(-args.studies // args.batch_size)
-                n, seconds = _timed(next(batches) for _ in range(per_epoch))
-                rates.append(n / seconds)
+                rates.append(_timed(next(batches) for _ in range(per_epoch)))
         results["medstream engine"] = rates
     finally:
         engine.send_signal(signal.SIGTERM)
@@ -154,11 +176,19 @@ def main(argv: list[str] | None = None) -> int:
         f"\ncorpus: {args.studies} studies of {args.slices}x{args.size}x{args.size} CT + "
         f"12-lead ECG + report; batch {args.batch_size}, {args.workers} workers each side"
     )
-    print(f"{'pipeline':<28}{'epoch 1 samples/s':>20}{'epoch 2 samples/s':>20}")
-    for name, (e1, e2) in results.items():
-        print(f"{name:<28}{e1:>20.1f}{e2:>20.1f}")
+    head = f"{'pipeline':<28}" + "".join(
+        f"{f'epoch {e} samples/s':>19}{f'epoch {e} CPU ms/sample':>25}" for e in (1, 2)
+    )
+    print(head)
+    for name, epochs in results.items():
+        print(f"{name:<28}" + "".join(f"{rate:>19.1f}{cpu:>25.1f}" for rate, cpu in epochs))
     base, eng = results["DataLoader over raw files"], results["medstream engine"]
-    print(f"{'ratio engine/DataLoader':<28}{eng[0] / base[0]:>19.2f}x{eng[1] / base[1]:>19.2f}x")
+    print(
+        f"{'ratio engine/DataLoader':<28}"
+        + "".join(
+            f"{e[0] / b[0]:>18.2f}x{e[1] / b[1]:>24.2f}x" for e, b in zip(eng, base, strict=True)
+        )
+    )
     return 0
 
 
