@@ -29,13 +29,19 @@ def raw_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def packed_dataset(raw_corpus: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def deid_key():
+    """The de-identification key ``packed_dataset`` is packed with."""
     from dataengine.deid.keys import DeidKey
+
+    return DeidKey(TEST_KEY_BYTES)
+
+
+@pytest.fixture(scope="session")
+def packed_dataset(raw_corpus: Path, deid_key, tmp_path_factory: pytest.TempPathFactory) -> Path:
     from dataengine.pack import PackConfig, pack_dataset
 
     out = tmp_path_factory.mktemp("datasets") / "synthetic"
-    key = DeidKey(TEST_KEY_BYTES)
-    pack_dataset(raw_corpus, out, PackConfig(shard_samples=4, workers=2, key=key))
+    pack_dataset(raw_corpus, out, PackConfig(shard_samples=4, workers=2, key=deid_key))
     return out
 
 

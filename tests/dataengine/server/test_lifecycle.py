@@ -1,0 +1,53 @@
+"""An engine started and stopped in-process leaves no process, thread or port
+behind (one lifecycle: start, stop, context manager)."""
+
+from __future__ import annotations
+
+import multiprocessing
+import socket
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+
+from dataengine.errors import ConfigError
+from dataengine.server import ServerConfig, create_server
+from dataengine.v1 import dataengine_pb2 as pb
+from dataengine.v1 import dataengine_pb2_grpc as pb_grpc
+
+pytestmark = pytest.mark.slow
+
+
+def _threads_settle(limit: int, timeout: float = 10.0) -> int:
+    deadline = time.monotonic() + timeout
+    while threading.active_count() > limit and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return threading.active_count()
+
+
+def test_start_serve_stop_leaves_nothing_running(packed_dataset: Path) -> None:
+    threads_before = threading.active_count()
+    config = ServerConfig(datasets=(packed_dataset,), port=0, workers=2, metrics_port=0)
+    with create_server(config) as engine:
+        assert engine.port > 0 and engine.metrics_port
+        assert len(multiprocessing.active_children()) >= 2
+        with grpc.insecure_channel(engine.address) as channel:
+            stub = pb_grpc.DataEngineStub(channel)
+            samples = list(stub.StreamSamples(pb.SampleRequest(sample_ids=[0, 1]), timeout=60))
+        assert [s.sample_id for s in sorted(samples, key=lambda s: s.sample_id)] == [0, 1]
+        address, metrics_port = engine.address, engine.metrics_port
+    assert multiprocessing.active_children() == []
+    assert _threads_settle(threads_before) == threads_before
+    host, port = address.rsplit(":", 1)
+    for p in (int(port), metrics_port):
+        with socket.socket() as s:
+            s.bind((host, p))  # the ports were released
+
+
+def test_bad_config_names_the_field(packed_dataset: Path) -> None:
+    with pytest.raises(ConfigError, match=r"^workers"):
+        ServerConfig(datasets=(packed_dataset,), workers=-1)
+    with pytest.raises(ConfigError, match=r"^datasets"):
+        ServerConfig(datasets=())
