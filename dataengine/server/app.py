@@ -101,6 +101,12 @@ class EngineServer:
         return f"{self.config.host}:{self.port}"
 
     def start(self) -> EngineServer:
+        if self.config.cache_dir is not None:
+            _LOG.warning(
+                "--cache-dir %s: the L1 (NVMe) tier is not implemented yet; only the RAM "
+                "cache is used",
+                self.config.cache_dir,
+            )
         self.pool.start()
         servicer = DataEngineServicer(
             self.manifests, self.pool, self.cache, self.stats, self.config.window
