@@ -84,6 +84,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         cache_dir=Path(args.cache_dir) if args.cache_dir else None,
         metrics_port=args.metrics_port,
         grace_seconds=args.grace,
+        tokenizer_dir=Path(args.tokenizer_dir) if args.tokenizer_dir else None,
     )
     engine = create_server(config)
     stop = threading.Event()
@@ -187,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache-dir", default=None, help="node-local NVMe cache directory")
     p.add_argument("--metrics-port", type=int, default=None, help="Prometheus port")
     p.add_argument("--grace", type=float, default=10.0, help="drain timeout on SIGTERM, s")
+    p.add_argument(
+        "--tokenizer-dir", default=None, help="vocabulary files requests may name (by file name)"
+    )
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("stats", help="print an engine's stats")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures as cf
 import logging
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,7 +26,7 @@ import torch
 
 from dataengine import tensors
 from dataengine.client.config import ClientConfig
-from dataengine.errors import ConfigError, DataEngineError, NotFoundError
+from dataengine.errors import ConfigError, DataEngineError, DataLossError, NotFoundError
 from dataengine.order import epoch_order, rank_slice, ranked_owners
 from dataengine.v1 import dataengine_pb2 as pb
 from dataengine.v1 import dataengine_pb2_grpc as pb_grpc
@@ -83,11 +84,19 @@ class EngineClient:
             ep: grpc.insecure_channel(ep, options=_CHANNEL_OPTIONS) for ep in self.config.endpoints
         }
         self._stubs = {ep: pb_grpc.DataEngineStub(ch) for ep, ch in self._channels.items()}
-        self.dataset = self._describe()
+        try:
+            self.dataset = self._describe()
+        except BaseException:
+            self._close_channels()
+            raise
         self._starts = np.array([s.first_sample_id for s in self.dataset.shards], dtype=np.int64)
+        self._owners: dict[int, list[str]] = {}
         self._epoch = 0
         self._position = 0
-        self.lost: list[LostSample] = []
+        # The most recent lost samples (bounded) and how many were lost in all.
+        self.lost: collections.deque[LostSample] = collections.deque(maxlen=1024)
+        self.lost_count = 0
+        self._lost_in_a_row = 0
         self._calls = cf.ThreadPoolExecutor(
             max_workers=max(2, self.config.prefetch_batches * len(self._stubs)),
             thread_name_prefix="engine-call",
@@ -179,17 +188,27 @@ class EngineClient:
                     pending.future.cancel()
 
     def _fetch_batch(self, epoch: int, ids: np.ndarray) -> dict[str, torch.Tensor]:
+        """Fetch one micro-batch: each id from its shard's owner, then from the
+        next-ranked engines; when every engine has failed, retry with backoff
+        for up to ``unavailable_timeout_s`` before giving up."""
         received: dict[int, pb.Sample] = {}
         wanted = [int(i) for i in ids]
-        attempt = 0
+        attempt, backoff, gave_up_at = 0, 0.25, None
         while len(received) < len(wanted):
             missing = [i for i in wanted if i not in received]
             groups = self._group_by_owner(missing, attempt)
             if not groups:
-                raise EngineUnavailableError(
-                    f"samples {missing[:8]}... could not be fetched from any engine: "
-                    + ", ".join(self.config.endpoints)
-                )
+                now = time.monotonic()
+                gave_up_at = gave_up_at or now + self.config.unavailable_timeout_s
+                if now >= gave_up_at:
+                    raise EngineUnavailableError(
+                        f"UNAVAILABLE: {len(missing)} samples (first {missing[:4]}) could not be "
+                        f"fetched from any engine for {self.config.unavailable_timeout_s}s; "
+                        f"endpoints: {', '.join(self.config.endpoints)}"
+                    )
+                time.sleep(min(backoff, max(0.0, gave_up_at - now)))
+                attempt, backoff = 0, min(2 * backoff, 4.0)
+                continue
             calls = [
                 self._calls.submit(self._call, endpoint, epoch, group)
                 for endpoint, group in groups.items()
@@ -204,7 +223,9 @@ class EngineClient:
         shards = np.searchsorted(self._starts, np.asarray(ids), side="right") - 1
         groups: dict[str, list[int]] = {}
         for sid, shard in zip(ids, shards.tolist(), strict=True):
-            ranked = ranked_owners(shard, self.config.endpoints)
+            ranked = self._owners.get(shard)
+            if ranked is None:
+                ranked = self._owners[shard] = ranked_owners(shard, self.config.endpoints)
             if attempt < len(ranked):
                 groups.setdefault(ranked[attempt], []).append(sid)
         return groups
@@ -236,14 +257,23 @@ class EngineClient:
         return got
 
     def _collate(self, samples: list[pb.Sample]) -> dict[str, torch.Tensor]:
+        """Stack the good samples; record (and budget) the lost ones."""
         good = []
         for s in samples:
-            if s.HasField("error"):
-                lost = LostSample(s.sample_id, s.error.kind, s.error.message)
-                self.lost.append(lost)
-                _LOG.warning("sample %d lost (%s): %s", s.sample_id, lost.kind, lost.message)
-            else:
+            if not s.HasField("error"):
                 good.append(s)
+                self._lost_in_a_row = 0
+                continue
+            lost = LostSample(s.sample_id, s.error.kind, s.error.message)
+            self.lost.append(lost)
+            self.lost_count += 1
+            self._lost_in_a_row += 1
+            _LOG.warning("sample %d lost (%s): %s", s.sample_id, lost.kind, lost.message)
+            if self._lost_in_a_row >= self.config.max_consecutive_lost:
+                raise DataLossError(
+                    f"{self._lost_in_a_row} samples in a row could not be produced; "
+                    f"the last: {lost.kind}: {lost.message}"
+                )
         batch: dict[str, torch.Tensor] = {
             "sample_id": torch.tensor([s.sample_id for s in good], dtype=torch.int64)
         }
@@ -255,11 +285,16 @@ class EngineClient:
 
     # -- lifecycle -------------------------------------------------------
 
-    def close(self) -> None:
-        self._batches.shutdown(wait=True, cancel_futures=True)
-        self._calls.shutdown(wait=True, cancel_futures=True)
+    def _close_channels(self) -> None:
         for channel in self._channels.values():
             channel.close()
+
+    def close(self) -> None:
+        """Cancel in-flight calls (closing the channels ends their streams
+        at once), then join the fetch threads."""
+        self._close_channels()
+        self._batches.shutdown(wait=True, cancel_futures=True)
+        self._calls.shutdown(wait=True, cancel_futures=True)
 
     def __enter__(self) -> EngineClient:
         return self

@@ -29,7 +29,11 @@ def parse_endpoints(endpoints: Sequence[str] | str) -> tuple[str, ...]:
 class ClientConfig:
     """``batch_size`` is samples per micro-batch on this rank;
     ``prefetch_batches`` how many micro-batches are requested ahead (the
-    credit window); timeouts are seconds."""
+    credit window); timeouts are seconds: ``unavailable_timeout_s`` is how
+    long samples may stay unfetchable (every engine down) before the client
+    gives up; ``max_consecutive_lost`` is the failure budget: that many
+    samples in a row that engines report as lost raise ``DataLossError``
+    (a systematic fault, not a bad record)."""
 
     endpoints: tuple[str, ...]
     dataset: str | None = None
@@ -42,6 +46,8 @@ class ClientConfig:
     prefetch_batches: int = 4
     connect_timeout_s: float = 30.0
     call_timeout_s: float = 300.0
+    unavailable_timeout_s: float = 30.0
+    max_consecutive_lost: int = 64
 
     def __post_init__(self) -> None:
         if self.world_size < 1:
@@ -54,7 +60,11 @@ class ClientConfig:
             raise ConfigError("prefetch_batches", f"must be >= 1, got {self.prefetch_batches}")
         if self.seed < 0:
             raise ConfigError("seed", f"must be >= 0, got {self.seed}")
-        for name in ("connect_timeout_s", "call_timeout_s"):
+        if self.max_consecutive_lost < 1:
+            raise ConfigError(
+                "max_consecutive_lost", f"must be >= 1, got {self.max_consecutive_lost}"
+            )
+        for name in ("connect_timeout_s", "call_timeout_s", "unavailable_timeout_s"):
             if getattr(self, name) <= 0:
                 raise ConfigError(name, f"must be > 0 seconds, got {getattr(self, name)}")
 

@@ -15,7 +15,12 @@ from dataclasses import asdict, dataclass, field, fields
 from dataengine.errors import ConfigError
 from dataengine.v1 import dataengine_pb2 as pb
 
-__all__ = ["Augmentations", "PipelineSpec"]
+__all__ = ["MAX_SAMPLE_BYTES", "Augmentations", "PipelineSpec"]
+
+# One sample, or its cached prefix, must fit comfortably in a gRPC message and
+# in a worker's memory: 64 MiB is a 64-slice 512x512 float32 volume.
+MAX_SAMPLE_BYTES = 64 << 20
+_LEADS = 12
 
 
 def _require(ok: bool, name: str, message: str) -> None:
@@ -113,6 +118,26 @@ class PipelineSpec:
             f"must be within [1, 100000] Hz, got {self.wave_rate_hz}",
         )
         _require(bool(self.tokenizer), "pipeline.tokenizer", "must not be empty")
+        largest = max(self.sample_bytes, self.prefix_bytes)
+        _require(
+            largest <= MAX_SAMPLE_BYTES,
+            "pipeline",
+            f"one sample would need {largest} bytes, over the {MAX_SAMPLE_BYTES}-byte limit: "
+            "reduce image_slices, image_resize, image_crop or wave_samples",
+        )
+
+    @property
+    def sample_bytes(self) -> int:
+        """Tensor bytes of one served sample (image, waveform, tokens, masks)."""
+        image = 4 * self.image_slices * self.image_crop**2
+        return image + 4 * _LEADS * self.wave_samples + 9 * self.text_tokens + 2
+
+    @property
+    def prefix_bytes(self) -> int:
+        """Bytes of one cached prefix, without the variable-length waveform
+        and report (a 10 s ECG at ``wave_rate_hz`` is assumed)."""
+        wave = 4 * _LEADS * int(10 * self.wave_rate_hz)
+        return 4 * self.image_slices * self.image_resize**2 + wave
 
     def prefix_key(self) -> str:
         """Identity of the deterministic, cacheable prefix of this pipeline

@@ -32,6 +32,9 @@ _MAX_MESSAGE_BYTES = 256 << 20
 GRPC_OPTIONS = [
     ("grpc.max_send_message_length", _MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", _MAX_MESSAGE_BYTES),
+    # gRPC enables SO_REUSEPORT by default: a second engine on a taken port
+    # would bind and silently split the traffic. Fail loudly instead.
+    ("grpc.so_reuseport", 0),
 ]
 
 
@@ -101,6 +104,14 @@ class EngineServer:
         return f"{self.config.host}:{self.port}"
 
     def start(self) -> EngineServer:
+        """Start workers, gRPC and metrics; on any failure, undo what started."""
+        try:
+            return self._start()
+        except BaseException:
+            self.stop(grace=0)
+            raise
+
+    def _start(self) -> EngineServer:
         if self.config.cache_dir is not None:
             _LOG.warning(
                 "--cache-dir %s: the L1 (NVMe) tier is not implemented yet; only the RAM "
@@ -109,7 +120,12 @@ class EngineServer:
             )
         self.pool.start()
         servicer = DataEngineServicer(
-            self.manifests, self.pool, self.cache, self.stats, self.config.window
+            self.manifests,
+            self.pool,
+            self.cache,
+            self.stats,
+            self.config.window,
+            self.config.tokenizer_dir,
         )
         server = grpc.server(
             futures.ThreadPoolExecutor(
@@ -122,12 +138,13 @@ class EngineServer:
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
         )
-        self.port = server.add_insecure_port(f"{self.config.host}:{self.config.port}")
-        if self.port == 0:
-            self.pool.stop()
-            raise ConfigError("port", f"cannot bind {self.config.host}:{self.config.port}")
-        server.start()
         self._server = server
+        address = f"{self.config.host}:{self.config.port}"
+        try:
+            self.port = server.add_insecure_port(address)
+        except RuntimeError as exc:
+            raise ConfigError("port", f"cannot bind {address} (in use?): {exc}") from None
+        server.start()
         if self.config.metrics_port is not None:
             registry = CollectorRegistry()
             registry.register(PrometheusCollector(self.stats))
@@ -160,6 +177,7 @@ class EngineServer:
             self._server = None
         if self._metrics is not None:
             self._metrics.shutdown()
+            self._metrics.server_close()
             self._metrics = None
         self.pool.stop()
         _LOG.info("engine %s stopped", self.engine_id)

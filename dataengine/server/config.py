@@ -19,7 +19,9 @@ class ServerConfig:
     (default: the core count); ``ram_cache_bytes`` is the L0 budget in bytes
     (0 disables it); ``metrics_port`` serves Prometheus text when set;
     ``stream_window`` is how many samples one stream keeps in the worker pool
-    at once (default: 2 x workers); ``grace_seconds`` bounds draining on stop."""
+    at once (default: 2 x workers); ``grace_seconds`` bounds draining on stop;
+    ``tokenizer_dir`` holds the vocabulary files requests may name (by bare
+    file name); without it only the byte tokenizer is offered."""
 
     datasets: tuple[Path, ...]
     host: str = "127.0.0.1"
@@ -30,6 +32,7 @@ class ServerConfig:
     metrics_port: int | None = None
     stream_window: int = 0
     grace_seconds: float = 10.0
+    tokenizer_dir: Path | None = None
 
     def __post_init__(self) -> None:
         if not self.datasets:
@@ -44,6 +47,8 @@ class ServerConfig:
             raise ConfigError("metrics_port", f"must be within [0, 65535], got {self.metrics_port}")
         if self.stream_window < 0:
             raise ConfigError("stream_window", f"must be >= 0, got {self.stream_window}")
+        if self.tokenizer_dir is not None and not Path(self.tokenizer_dir).is_dir():
+            raise ConfigError("tokenizer_dir", f"{self.tokenizer_dir} is not a directory")
         if self.grace_seconds < 0:
             raise ConfigError("grace_seconds", f"must be >= 0, got {self.grace_seconds}")
 

@@ -36,15 +36,31 @@ class WorkerPool:
         self._lock = threading.Lock()
 
     def start(self) -> None:
-        self._executor = cf.ProcessPoolExecutor(
+        self._executor = self._spawn()
+        _LOG.info("decode pool ready: %d worker processes", self.workers)
+
+    def _spawn(self) -> cf.ProcessPoolExecutor:
+        executor = cf.ProcessPoolExecutor(
             max_workers=self.workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=init_worker,
             initargs=(self._roots,),
         )
-        warm = [self._executor.submit(_ready) for _ in range(self.workers)]
-        cf.wait(warm)
-        _LOG.info("decode pool ready: %d worker processes", self.workers)
+        cf.wait([executor.submit(_ready) for _ in range(self.workers)])
+        return executor
+
+    def recover(self) -> None:
+        """Replace a broken pool (a worker was killed: OOM, a native crash).
+        Streams that saw the break fail with UNAVAILABLE; later ones use the
+        new workers. Safe to call from many threads at once."""
+        with self._lock:
+            broken = self._executor
+            if broken is None or not getattr(broken, "_broken", False):
+                return  # another thread already replaced it, or it is stopped
+            _LOG.error("decode worker pool is broken; starting %d new workers", self.workers)
+            self._executor = self._spawn()
+            self._pending = 0
+        broken.shutdown(wait=False, cancel_futures=True)
 
     @property
     def pending(self) -> int:
@@ -59,20 +75,28 @@ class WorkerPool:
         seed: int,
         epoch: int,
         prefix_blob: bytes | None,
+        want_prefix: bool = True,
     ) -> cf.Future[TaskResult]:
-        if self._executor is None:
-            raise RuntimeError("worker pool is not started")
+        """Queue one sample; ``want_prefix`` asks for the decoded prefix back
+        (only worth its IPC when the front will cache it)."""
         with self._lock:
+            if self._executor is None:
+                raise RuntimeError("worker pool is not started")
+            executor = self._executor
             self._pending += 1
-        future = self._executor.submit(
-            produce_sample, dataset, sample_id, spec, seed, epoch, prefix_blob
-        )
+        try:
+            future = executor.submit(
+                produce_sample, dataset, sample_id, spec, seed, epoch, prefix_blob, want_prefix
+            )
+        except BaseException:
+            self._done(None)
+            raise
         future.add_done_callback(self._done)
         return future
 
-    def _done(self, _: cf.Future[TaskResult]) -> None:
+    def _done(self, _: cf.Future[TaskResult] | None) -> None:
         with self._lock:
-            self._pending -= 1
+            self._pending = max(0, self._pending - 1)
 
     def stop(self) -> None:
         if self._executor is not None:

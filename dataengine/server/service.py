@@ -13,12 +13,16 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import NoReturn
 
 import grpc
 
-from dataengine.errors import ConfigError
+from dataengine.errors import DataEngineError
 from dataengine.pipeline.spec import PipelineSpec
 from dataengine.server.pool import WorkerPool
+from dataengine.server.requests import resolve_dataset, resolve_pipeline, validate_sample_ids
 from dataengine.server.stats import StatsRecorder
 from dataengine.server.tasks import TaskResult
 from dataengine.shards import Manifest
@@ -31,7 +35,24 @@ _LOG = logging.getLogger(__name__)
 _POLL_S = 0.5
 
 
+class EngineBusyError(DataEngineError):
+    """The engine cannot serve right now (e.g. its worker pool is restarting)."""
+
+    kind = "unavailable"
+
+
+_STATUS = {
+    "invalid_argument": grpc.StatusCode.INVALID_ARGUMENT,
+    "not_found": grpc.StatusCode.NOT_FOUND,
+    "unavailable": grpc.StatusCode.UNAVAILABLE,
+    "data_loss": grpc.StatusCode.DATA_LOSS,
+}
+
+
 class DataEngineServicer:
+    """The three RPCs over one engine's datasets, pool, L0 cache and stats.
+    ``window`` is how many samples of one stream may be in the pool at once."""
+
     def __init__(
         self,
         manifests: dict[str, Manifest],
@@ -39,8 +60,10 @@ class DataEngineServicer:
         cache: RamCache,
         stats: StatsRecorder,
         window: int,
+        tokenizer_dir: Path | None = None,
     ) -> None:
         self._manifests = manifests
+        self._tokenizer_dir = tokenizer_dir
         self._pool = pool
         self._cache = cache
         self._stats = stats
@@ -52,42 +75,24 @@ class DataEngineServicer:
 
     # -- helpers ---------------------------------------------------------
 
-    def _manifest(self, name: str, context: grpc.ServicerContext) -> Manifest:
-        if not name and len(self._manifests) == 1:
-            return next(iter(self._manifests.values()))
-        manifest = self._manifests.get(name)
-        if manifest is None:  # context.abort raises
-            self._stats.add_error("not_found")
-            served = ", ".join(sorted(self._manifests)) or "none"
-            context.abort(
-                grpc.StatusCode.NOT_FOUND,
-                f"dataset {name!r} is not served by this engine (serving: {served})",
-            )
-            raise AssertionError("unreachable: context.abort raises")
-        return manifest
-
-    def _invalid(self, context: grpc.ServicerContext, message: str) -> None:
-        self._stats.add_error("invalid_argument")
-        context.abort(grpc.StatusCode.INVALID_ARGUMENT, message)
+    def _fail(self, context: grpc.ServicerContext, exc: DataEngineError) -> NoReturn:
+        """Abort the RPC with the status that matches ``exc`` (counted by kind)."""
+        self._stats.add_error(exc.kind)
+        code = _STATUS.get(exc.kind, grpc.StatusCode.INTERNAL)
+        context.abort(code, str(exc))
+        raise AssertionError("unreachable: context.abort raises")
 
     # -- RPCs ------------------------------------------------------------
 
     def StreamSamples(
         self, request: pb.SampleRequest, context: grpc.ServicerContext
     ) -> Iterator[bytes]:
-        manifest = self._manifest(request.dataset, context)
         try:
-            spec = PipelineSpec.from_proto(request.pipeline)
-        except ConfigError as exc:
-            self._invalid(context, str(exc))
-        n = manifest.num_samples
-        for i, sid in enumerate(request.sample_ids):
-            if sid >= n:
-                self._invalid(
-                    context,
-                    f"sample_ids[{i}]: {sid} is out of range; dataset {manifest.name!r} "
-                    f"has sample ids 0..{n - 1}",
-                )
+            manifest = resolve_dataset(request.dataset, self._manifests)
+            spec = resolve_pipeline(request.pipeline, self._tokenizer_dir)
+            validate_sample_ids(request.sample_ids, manifest)
+        except DataEngineError as exc:
+            self._fail(context, exc)
         cancelled = threading.Event()
         context.add_callback(cancelled.set)
         self._stats.add_stream()
@@ -95,6 +100,12 @@ class DataEngineServicer:
             self._active += 1
         try:
             yield from self._stream(manifest.name, spec, request, cancelled)
+        except BrokenProcessPool as exc:
+            self._pool.recover()
+            self._fail(
+                context,
+                EngineBusyError(f"a decode worker died ({exc}); the pool was restarted, retry"),
+            )
         finally:
             with self._active_lock:
                 self._active -= 1
@@ -107,6 +118,7 @@ class DataEngineServicer:
         cancelled: threading.Event,
     ) -> Iterator[bytes]:
         prefix_key = spec.prefix_key()
+        cacheable = self._cache.budget_bytes > 0
         todo = collections.deque(request.sample_ids)
         inflight: set[cf.Future[TaskResult]] = set()
         try:
@@ -115,7 +127,9 @@ class DataEngineServicer:
                     sid = todo.popleft()
                     blob = self._cache.get((dataset, sid, prefix_key))
                     inflight.add(
-                        self._pool.submit(dataset, sid, spec, request.seed, request.epoch, blob)
+                        self._pool.submit(
+                            dataset, sid, spec, request.seed, request.epoch, blob, cacheable
+                        )
                     )
                 done, _ = cf.wait(inflight, timeout=_POLL_S, return_when=cf.FIRST_COMPLETED)
                 for future in done:
@@ -143,7 +157,10 @@ class DataEngineServicer:
     def DescribeDataset(
         self, request: pb.DescribeDatasetRequest, context: grpc.ServicerContext
     ) -> pb.DatasetInfo:
-        m = self._manifest(request.dataset, context)
+        try:
+            m = resolve_dataset(request.dataset, self._manifests)
+        except DataEngineError as exc:
+            self._fail(context, exc)
         return pb.DatasetInfo(
             name=m.name,
             num_samples=m.num_samples,

@@ -10,6 +10,7 @@ the task only augments and serializes.
 from __future__ import annotations
 
 import logging
+import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,8 +23,7 @@ from dataengine.errors import DataEngineError
 from dataengine.pipeline.augment import augment
 from dataengine.pipeline.prefix import run_prefix
 from dataengine.pipeline.spec import PipelineSpec
-from dataengine.shards import Dataset
-from dataengine.shards._record import decompress_value
+from dataengine.shards import Dataset, decompress_value
 from dataengine.v1 import dataengine_pb2 as pb
 from dataengine.v1 import record_pb2
 
@@ -49,6 +49,9 @@ def init_worker(dataset_roots: dict[str, str]) -> None:
     """Process initializer: one intra-op thread per worker (the pool is the
     parallelism) and the dataset roots this engine serves."""
     torch.set_num_threads(1)
+    # Ctrl-C in a terminal reaches the whole process group: the engine drains
+    # and stops its workers itself, so they must not die mid-task first.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     _ROOTS.clear()
     _ROOTS.update({name: Path(root) for name, root in dataset_roots.items()})
 
@@ -92,15 +95,18 @@ def produce_sample(
     seed: int,
     epoch: int,
     prefix_blob: bytes | None,
+    want_prefix: bool = True,
 ) -> TaskResult:
-    """Produce one serialized ``Sample``. Never raises for bad data: the error
-    travels in ``Sample.error`` and ``TaskResult.error_kind``."""
+    """Produce one serialized ``Sample``. With ``prefix_blob`` (an L0 hit) only
+    augment and serialize; otherwise decode too, and return the prefix when
+    ``want_prefix``. Never raises for bad data: the error travels in
+    ``Sample.error`` and ``TaskResult.error_kind``."""
     timings: dict[str, float] = {}
     try:
         fresh_blob: bytes | None = None
         if prefix_blob is None:
             prefix = _load_prefix(dataset, sample_id, spec, timings)
-            fresh_blob = _pack_prefix(prefix)
+            fresh_blob = _pack_prefix(prefix) if want_prefix else None
         else:
             prefix = _unpack_prefix(prefix_blob)
         t0 = time.perf_counter()

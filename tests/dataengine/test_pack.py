@@ -13,8 +13,7 @@ from dataengine.errors import ConfigError, PackError
 from dataengine.formats.dicom import decode_series
 from dataengine.formats.edf import decode_edf
 from dataengine.pack import QUARANTINE_NAME, PackConfig, PackSummary, pack_dataset
-from dataengine.shards import Dataset, Manifest, ShardReader, file_sha256
-from dataengine.shards._record import decompress_value
+from dataengine.shards import Dataset, Manifest, ShardReader, decompress_value, file_sha256
 from dataengine.synth import PHI_PLANTED_NAME, generate_corpus
 
 KEY = DeidKey(b"medstream-test-pack-key-0123456789")

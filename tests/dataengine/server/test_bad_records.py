@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from dataengine.client import EngineClient
+from dataengine.errors import DataLossError
 from dataengine.shards import Dataset, ShardReader
 from dataengine.v1 import dataengine_pb2 as pb
 from dataengine.v1 import dataengine_pb2_grpc as pb_grpc
@@ -50,3 +51,18 @@ def test_flipped_bit_loses_one_sample_and_nothing_else(
         stats = pb_grpc.DataEngineStub(channel).GetStats(pb.GetStatsRequest(), timeout=10)
     assert dict(stats.errors) == {"data_loss": 1}
     assert stats.samples_served == 11
+
+
+def test_systematic_loss_exhausts_the_failure_budget(
+    packed_dataset: Path, start_engine, tmp_path: Path
+) -> None:
+    damaged = tmp_path / "synthetic"
+    shutil.copytree(packed_dataset, damaged)
+    for sample_id in range(12):
+        _flip_a_bit_of(damaged, sample_id)
+    proc = start_engine([damaged])
+    with EngineClient(proc.address, batch_size=2, max_consecutive_lost=5) as client:
+        with pytest.raises(DataLossError, match="5 samples in a row") as info:
+            list(client.batches(epochs=1))
+        assert client.lost_count == 5
+    assert "data_loss" in str(info.value)
