@@ -19,16 +19,20 @@ pytestmark = pytest.mark.slow
 
 
 def run_trainer(
-    engine: str, *args: str | Path, expect: int = 0, launcher: tuple[str, ...] = ()
+    engine: str,
+    *args: str | Path,
+    expect: int = 0,
+    launcher: tuple[str, ...] = (),
+    module_flag: str = "-m",
 ) -> str:
-    """Run ``python -m trainer`` (or ``launcher -m trainer``) to completion;
-    returns its stdout+stderr."""
+    """Run ``python -m trainer`` (or ``launcher <module_flag> trainer``) to
+    completion; returns its stdout+stderr."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     # DeepSpeed JIT-builds a CPU op once; share the Makefile's cache.
     env.setdefault("TORCH_EXTENSIONS_DIR", str(Path(sys.prefix) / "torch_extensions"))
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)
-    cmd = [*(launcher or (sys.executable,)), "-m", "trainer", "--engines", engine]
+    cmd = [*(launcher or (sys.executable,)), module_flag, "trainer", "--engines", engine]
     cmd += map(str, args)
     proc = subprocess.run(
         cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=240, check=False
@@ -159,3 +163,31 @@ def test_torchrun_two_ranks_stay_in_lockstep_with_zero2(engine: str, tmp_path: P
         "bf16_zero_pp_rank_1_mp_rank_00_optim_states.pt",
     ]
     assert {p.name for p in step.glob("rng_rank*.pt")} == {"rng_rank0.pt", "rng_rank1.pt"}
+
+
+def test_deepspeed_launcher_runs_two_ranks(engine: str, tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    launcher = (
+        str(Path(sys.executable).parent / "deepspeed"),
+        "--num_gpus",
+        "2",
+        "--master_port",
+        str(port),
+    )
+    log = tmp_path / "metrics.jsonl"
+    out = run_trainer(
+        engine,
+        *("--steps", "3", "--micro-batch-size", "2", "--log-file", log),
+        launcher=launcher,
+        module_flag="--module",
+    )
+    assert out.count("trainer: steps 1..3") == 1
+    rows = read_log(log)
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    # Rank 0's share of the first 3 global batches of 4: 6 distinct samples.
+    ids = [i for r in rows for i in r["sample_ids"]]
+    assert len(ids) == len(set(ids)) == 6
