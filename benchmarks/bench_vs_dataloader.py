@@ -22,6 +22,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
@@ -34,6 +35,8 @@ from dataengine.pipeline.augment import augment
 from dataengine.pipeline.prefix import resample_volume, resample_waveform
 from dataengine.pipeline.spec import Augmentations, PipelineSpec
 from dataengine.synth import generate_corpus
+from dataengine.v1 import dataengine_pb2 as pb
+from dataengine.v1 import dataengine_pb2_grpc as pb_grpc
 
 SPEC = PipelineSpec(augment=Augmentations.all_on())
 _READY = re.compile(r"serving \S+ on (\S+:\d+)")
@@ -118,6 +121,11 @@ def _timed(batches: Iterator[dict[str, torch.Tensor]]) -> tuple[float, float]:
     return n / seconds, 1e3 * cpu / n
 
 
+def _engine_stats(address: str) -> pb.EngineStats:
+    with grpc.insecure_channel(address) as channel:
+        return pb_grpc.DataEngineStub(channel).GetStats(pb.GetStatsRequest(), timeout=30)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks vs_dataloader")
     parser.add_argument("--out", type=Path, default=Path("bench-output"))
@@ -168,6 +176,7 @@ def main(argv: list[str] | None = None) -> int:
                 per_epoch = -(-args.studies // args.batch_size)
                 rates.append(_timed(next(batches) for _ in range(per_epoch)))
         results["medstream engine"] = rates
+        stats = _engine_stats(address)
     finally:
         engine.send_signal(signal.SIGTERM)
         engine.wait(60)
@@ -189,6 +198,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{e[0] / b[0]:>18.2f}x{e[1] / b[1]:>24.2f}x" for e, b in zip(eng, base, strict=True)
         )
     )
+    stages = ", ".join(f"{st.stage} {st.mean_ms:.2f}" for st in stats.stages)
+    print(f"engine mean ms per sample by stage (both epochs): {stages}")
     return 0
 
 
