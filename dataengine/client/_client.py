@@ -62,7 +62,16 @@ class _Planned:
     next_epoch: int
     next_position: int
     ids: np.ndarray
-    future: cf.Future[dict[str, torch.Tensor]] | None = field(default=None)
+    future: cf.Future[_Fetched] | None = field(default=None)
+
+
+@dataclass(frozen=True)
+class _Fetched:
+    """One micro-batch as fetched: the stacked good samples, and the lost
+    ones in batch order (accounted for by the consuming thread, in order)."""
+
+    batch: dict[str, torch.Tensor]
+    lost: list[LostSample]
 
 
 def _status_error(exc: grpc.RpcError, endpoint: str) -> DataEngineError:
@@ -178,16 +187,18 @@ class EngineClient:
                 if not window:
                     return
                 item = window.popleft()
-                batch = item.future.result() if item.future is not None else None
+                fetched = item.future.result() if item.future is not None else None
+                if fetched is not None:
+                    self._account(fetched.lost, len(fetched.batch["sample_id"]))
                 self._epoch, self._position = item.next_epoch, item.next_position
-                if batch is not None and len(batch["sample_id"]):
-                    yield batch
+                if fetched is not None and len(fetched.batch["sample_id"]):
+                    yield fetched.batch
         finally:
             for pending in window:
                 if pending.future is not None:
                     pending.future.cancel()
 
-    def _fetch_batch(self, epoch: int, ids: np.ndarray) -> dict[str, torch.Tensor]:
+    def _fetch_batch(self, epoch: int, ids: np.ndarray) -> _Fetched:
         """Fetch one micro-batch: each id from its shard's owner, then from the
         next-ranked engines; when every engine has failed, retry with backoff
         for up to ``unavailable_timeout_s`` before giving up."""
@@ -256,24 +267,32 @@ class EngineClient:
             )
         return got
 
-    def _collate(self, samples: list[pb.Sample]) -> dict[str, torch.Tensor]:
-        """Stack the good samples; record (and budget) the lost ones."""
-        good = []
-        for s in samples:
-            if not s.HasField("error"):
-                good.append(s)
-                self._lost_in_a_row = 0
-                continue
-            lost = LostSample(s.sample_id, s.error.kind, s.error.message)
-            self.lost.append(lost)
+    def _account(self, lost: list[LostSample], good: int) -> None:
+        """Record lost samples and spend the failure budget (consumer thread).
+
+        Lost samples come first in this accounting, then the batch's good ones
+        reset the run; a batch is all-or-nothing for the budget's purposes."""
+        for item in lost:
+            self.lost.append(item)
             self.lost_count += 1
             self._lost_in_a_row += 1
-            _LOG.warning("sample %d lost (%s): %s", s.sample_id, lost.kind, lost.message)
+            _LOG.warning("sample %d lost (%s): %s", item.sample_id, item.kind, item.message)
             if self._lost_in_a_row >= self.config.max_consecutive_lost:
                 raise DataLossError(
                     f"{self._lost_in_a_row} samples in a row could not be produced; "
-                    f"the last: {lost.kind}: {lost.message}"
+                    f"the last: {item.kind}: {item.message}"
                 )
+        if good:
+            self._lost_in_a_row = 0
+
+    def _collate(self, samples: list[pb.Sample]) -> _Fetched:
+        """Stack the good samples; list the lost ones."""
+        good = [s for s in samples if not s.HasField("error")]
+        lost = [
+            LostSample(s.sample_id, s.error.kind, s.error.message)
+            for s in samples
+            if s.HasField("error")
+        ]
         batch: dict[str, torch.Tensor] = {
             "sample_id": torch.tensor([s.sample_id for s in good], dtype=torch.int64)
         }
@@ -281,7 +300,7 @@ class EngineClient:
             columns = [tensors.decode_all(s.tensors) for s in good]
             for name in columns[0]:
                 batch[name] = torch.from_numpy(np.stack([c[name] for c in columns]))
-        return batch
+        return _Fetched(batch, lost)
 
     # -- lifecycle -------------------------------------------------------
 
