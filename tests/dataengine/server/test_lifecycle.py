@@ -20,15 +20,17 @@ from dataengine.v1 import dataengine_pb2_grpc as pb_grpc
 pytestmark = pytest.mark.slow
 
 
-def _threads_settle(limit: int, timeout: float = 10.0) -> int:
+def _new_threads(before: set[threading.Thread], timeout: float = 10.0) -> set[threading.Thread]:
+    """Threads alive now that were not alive ``before``, once they had
+    ``timeout`` seconds to finish (threads of earlier tests may end meanwhile)."""
     deadline = time.monotonic() + timeout
-    while threading.active_count() > limit and time.monotonic() < deadline:
+    while (new := set(threading.enumerate()) - before) and time.monotonic() < deadline:
         time.sleep(0.05)
-    return threading.active_count()
+    return new
 
 
 def test_start_serve_stop_leaves_nothing_running(packed_dataset: Path) -> None:
-    threads_before = threading.active_count()
+    threads_before = set(threading.enumerate())
     config = ServerConfig(datasets=(packed_dataset,), port=0, workers=2, metrics_port=0)
     with create_server(config) as engine:
         assert engine.port > 0 and engine.metrics_port
@@ -39,7 +41,7 @@ def test_start_serve_stop_leaves_nothing_running(packed_dataset: Path) -> None:
         assert [s.sample_id for s in sorted(samples, key=lambda s: s.sample_id)] == [0, 1]
         address, metrics_port = engine.address, engine.metrics_port
     assert multiprocessing.active_children() == []
-    assert _threads_settle(threads_before) == threads_before
+    assert _new_threads(threads_before) == set()
     host, port = address.rsplit(":", 1)
     for p in (int(port), metrics_port):
         with socket.socket() as s:
