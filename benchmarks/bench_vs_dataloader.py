@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
-import re
 import shutil
 import signal
 import subprocess
@@ -23,23 +22,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from dataengine.client import EngineClient
-from dataengine.formats.dicom import decode_series
-from dataengine.formats.edf import read_edf_file, to_standard_12_lead
-from dataengine.formats.text import load_tokenizer
 from dataengine.pipeline.augment import augment
-from dataengine.pipeline.prefix import resample_volume, resample_waveform
+from dataengine.pipeline.prefix import run_prefix
 from dataengine.pipeline.spec import Augmentations, PipelineSpec
+from dataengine.server.launch import start_engine_process
 from dataengine.synth import generate_corpus
 from dataengine.v1 import dataengine_pb2 as pb
 from dataengine.v1 import dataengine_pb2_grpc as pb_grpc
+from dataengine.v1 import record_pb2
 
 SPEC = PipelineSpec(augment=Augmentations.all_on())
-_READY = re.compile(r"serving \S+ on (\S+:\d+)")
 
 
 class RawStudyDataset(Dataset[dict[str, torch.Tensor]]):
@@ -60,35 +56,24 @@ class RawStudyDataset(Dataset[dict[str, torch.Tensor]]):
         return len(self.studies)
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        folder, spec = self.studies[index], self.spec
-        dicoms = [p.read_bytes() for p in sorted(folder.glob("*.dcm"))]
-        volume = decode_series(dicoms)
-        hu = resample_volume(volume.hu, spec.image_slices, spec.image_resize)
-        waveform = read_edf_file(next(folder.glob("*.edf")))
-        leads, _ = to_standard_12_lead(waveform)
-        wave = resample_waveform(leads, waveform.rate_hz, spec.wave_rate_hz)
-        tokenizer = load_tokenizer(spec.tokenizer)
-        text = (folder / "report.txt").read_text(encoding="utf-8")
-        ids = [tokenizer.bos_id, *tokenizer.encode(text), tokenizer.eos_id]
-        prefix = {
-            "hu": hu,
-            "wave": wave,
-            "tokens": np.asarray(ids, np.int32),
-            "present": np.ones(2, np.uint8),
-        }
-        arrays = augment(prefix, spec, self.seed, self._epoch.value, index)
+        # The raw files, read per item, through the engine's own prefix and
+        # augmentation code: the two sides differ only in where data lives
+        # and who runs the work.
+        folder = self.studies[index]
+        record = record_pb2.StudyRecord(
+            images=[
+                record_pb2.EncodedFile(format="dicom", data=p.read_bytes())
+                for p in sorted(folder.glob("*.dcm"))
+            ],
+            waveforms=[
+                record_pb2.EncodedFile(format="edf", data=p.read_bytes())
+                for p in folder.glob("*.edf")
+            ],
+            report=(folder / "report.txt").read_text(encoding="utf-8"),
+        )
+        prefix = run_prefix(record, self.spec)
+        arrays = augment(prefix, self.spec, self.seed, self._epoch.value, index)
         return {k: torch.from_numpy(v) for k, v in arrays.items()}
-
-
-def _start_engine(dataset: Path, workers: int) -> tuple[subprocess.Popen[str], str]:
-    cmd = [sys.executable, "-m", "dataengine", "serve", str(dataset), "--port", "0"]
-    proc = subprocess.Popen([*cmd, "--workers", str(workers)], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        match = _READY.search(line)
-        if match:
-            return proc, match.group(1)
-    raise SystemExit("engine did not start")
 
 
 def _tree_cpu_seconds() -> float:
@@ -167,7 +152,9 @@ def main(argv: list[str] | None = None) -> int:
         rates.append(_timed(iter(loader)))
     results["DataLoader over raw files"] = rates
 
-    engine, address = _start_engine(dataset, args.workers)
+    engine, address = start_engine_process(
+        [str(dataset), "--port", "0", "--workers", str(args.workers)]
+    )
     try:
         with EngineClient(address, pipeline=SPEC, batch_size=args.batch_size) as client:
             batches = client.batches()

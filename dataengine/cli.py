@@ -74,6 +74,7 @@ def _cmd_pack(args: argparse.Namespace) -> int:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from dataengine.server import ServerConfig, create_server
+    from dataengine.server.launch import ready_line
 
     config = ServerConfig(
         datasets=tuple(Path(d) for d in args.dataset_dirs),
@@ -97,7 +98,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, _on_signal)
     engine.start()
     metrics = f", metrics on :{engine.metrics_port}" if engine.metrics_port is not None else ""
-    print(f"dataengine: serving {','.join(sorted(engine.manifests))} on {engine.address}{metrics}")
+    print(ready_line(sorted(engine.manifests), engine.address, metrics))
     sys.stdout.flush()
     stop.wait()
     engine.stop()

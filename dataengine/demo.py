@@ -10,16 +10,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
-__all__ = ["main"]
+from dataengine.server.launch import start_engine_process
 
-_READY = re.compile(r"serving \S+ on (\S+:\d+)")
+__all__ = ["main"]
 
 
 def _run(cmd: list[str]) -> None:
@@ -28,17 +27,9 @@ def _run(cmd: list[str]) -> None:
 
 
 def _start_engine(dataset: Path, workers: int) -> tuple[subprocess.Popen[str], str]:
-    cmd = [sys.executable, "-m", "dataengine", "serve", str(dataset), "--port", "0"]
-    cmd += ["--workers", str(workers)]
-    print(f"\n$ {' '.join(cmd)} &", flush=True)
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        print(line, end="", flush=True)
-        match = _READY.search(line)
-        if match:
-            return proc, match.group(1)
-    raise SystemExit(f"engine exited with {proc.wait()} before serving")
+    args = [str(dataset), "--port", "0", "--workers", str(workers)]
+    print(f"\n$ {sys.executable} -m dataengine serve {' '.join(args)} &", flush=True)
+    return start_engine_process(args, on_line=lambda line: print(line, end="", flush=True))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,20 +3,17 @@
 
 from __future__ import annotations
 
-import os
-import re
 import signal
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from dataengine.server.launch import EngineExitedError, start_engine_process
+
 TEST_KEY_BYTES = b"medstream-test-key-not-secret-0123"
 CORPUS_STUDIES = 12
-_READY = re.compile(r"serving (\S+) on (\S+:\d+)")
 
 
 @pytest.fixture(scope="session")
@@ -49,26 +46,17 @@ class EngineProcess:
     """A real ``dataengine serve`` subprocess. ``address`` is HOST:PORT."""
 
     def __init__(self, datasets: list[Path], *args: str) -> None:
-        cmd = [sys.executable, "-m", "dataengine", "serve", *map(str, datasets)]
-        cmd += ["--port", "0", "--workers", "2", *args]
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen(
-            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
-        )
         self.output: list[str] = []
-        self.address = self._wait_ready()
+        try:
+            self.proc, self.address = start_engine_process(
+                [*map(str, datasets), "--port", "0", "--workers", "2", *args],
+                on_line=self.output.append,
+                merge_stderr=True,
+            )
+        except EngineExitedError as exc:
+            raise RuntimeError(f"{exc}:\n{''.join(self.output)}") from None
         self._drain = threading.Thread(target=self._pump, daemon=True)
         self._drain.start()
-
-    def _wait_ready(self) -> str:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.output.append(line)
-            match = _READY.search(line)
-            if match:
-                return match.group(2)
-        self.proc.wait()
-        raise RuntimeError("engine exited before serving:\n" + "".join(self.output))
 
     def _pump(self) -> None:
         assert self.proc.stdout is not None

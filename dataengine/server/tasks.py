@@ -23,9 +23,8 @@ from dataengine.errors import DataEngineError
 from dataengine.pipeline.augment import augment
 from dataengine.pipeline.prefix import run_prefix
 from dataengine.pipeline.spec import PipelineSpec
-from dataengine.shards import Dataset, decompress_value
+from dataengine.shards import Dataset, decompress_value, parse_record
 from dataengine.v1 import dataengine_pb2 as pb
-from dataengine.v1 import record_pb2
 
 __all__ = ["TaskResult", "init_worker", "produce_sample"]
 
@@ -79,9 +78,7 @@ def _load_prefix(
     t0 = time.perf_counter()
     value = _dataset(dataset).read_value(sample_id)
     t1 = time.perf_counter()
-    raw = decompress_value(value, sample_id=sample_id)
-    record = record_pb2.StudyRecord()
-    record.ParseFromString(raw)
+    record = parse_record(decompress_value(value, sample_id=sample_id), sample_id=sample_id)
     t2 = time.perf_counter()
     timings["read"] = t1 - t0
     timings["decompress"] = t2 - t1

@@ -4,7 +4,12 @@ JSON manifest. See ``dataengine/shards/README.md``."""
 from dataengine.shards._dataset import Dataset
 from dataengine.shards._manifest import MANIFEST_NAME, SCHEMA_VERSION, Manifest, ShardEntry
 from dataengine.shards._reader import ShardReader
-from dataengine.shards._record import decode_record, decompress_value, encode_record
+from dataengine.shards._record import (
+    decode_record,
+    decompress_value,
+    encode_record,
+    parse_record,
+)
 from dataengine.shards._writer import ShardWriter, atomic_write_bytes, file_sha256
 
 __all__ = [
@@ -20,4 +25,5 @@ __all__ = [
     "decompress_value",
     "encode_record",
     "file_sha256",
+    "parse_record",
 ]

@@ -50,7 +50,13 @@ def decode_record(value: bytes, *, sample_id: int | None = None) -> record_pb2.S
     Raises ``DataLossError`` when the bytes fail their checksum and
     ``DecodeError`` when they decompress but do not parse as a record.
     """
-    raw = decompress_value(value, sample_id=sample_id)
+    return parse_record(decompress_value(value, sample_id=sample_id), sample_id=sample_id)
+
+
+def parse_record(raw: bytes, *, sample_id: int | None = None) -> record_pb2.StudyRecord:
+    """Parse decompressed record bytes (the second half of ``decode_record``,
+    for callers that time decompression apart). ``DecodeError`` if they do not
+    parse; ``DataLossError`` if they hold another sample than ``sample_id``."""
     record = record_pb2.StudyRecord()
     try:
         record.ParseFromString(raw)
