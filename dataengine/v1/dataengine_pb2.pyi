@@ -31,7 +31,7 @@ BOOL: DType
 FLOAT64: DType
 
 class PipelineSpec(_message.Message):
-    __slots__ = ("image_slices", "image_resize", "image_crop", "hu_center", "hu_width", "wave_rate_hz", "wave_samples", "text_tokens", "tokenizer", "augment")
+    __slots__ = ("image_slices", "image_resize", "image_crop", "hu_center", "hu_width", "wave_rate_hz", "wave_samples", "text_tokens", "tokenizer", "augment", "image_voi_lut")
     IMAGE_SLICES_FIELD_NUMBER: _ClassVar[int]
     IMAGE_RESIZE_FIELD_NUMBER: _ClassVar[int]
     IMAGE_CROP_FIELD_NUMBER: _ClassVar[int]
@@ -42,6 +42,7 @@ class PipelineSpec(_message.Message):
     TEXT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     TOKENIZER_FIELD_NUMBER: _ClassVar[int]
     AUGMENT_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_VOI_LUT_FIELD_NUMBER: _ClassVar[int]
     image_slices: int
     image_resize: int
     image_crop: int
@@ -52,7 +53,8 @@ class PipelineSpec(_message.Message):
     text_tokens: int
     tokenizer: str
     augment: Augmentations
-    def __init__(self, image_slices: _Optional[int] = ..., image_resize: _Optional[int] = ..., image_crop: _Optional[int] = ..., hu_center: _Optional[float] = ..., hu_width: _Optional[float] = ..., wave_rate_hz: _Optional[float] = ..., wave_samples: _Optional[int] = ..., text_tokens: _Optional[int] = ..., tokenizer: _Optional[str] = ..., augment: _Optional[_Union[Augmentations, _Mapping]] = ...) -> None: ...
+    image_voi_lut: bool
+    def __init__(self, image_slices: _Optional[int] = ..., image_resize: _Optional[int] = ..., image_crop: _Optional[int] = ..., hu_center: _Optional[float] = ..., hu_width: _Optional[float] = ..., wave_rate_hz: _Optional[float] = ..., wave_samples: _Optional[int] = ..., text_tokens: _Optional[int] = ..., tokenizer: _Optional[str] = ..., augment: _Optional[_Union[Augmentations, _Mapping]] = ..., image_voi_lut: _Optional[bool] = ...) -> None: ...
 
 class Augmentations(_message.Message):
     __slots__ = ("flip", "random_crop", "hu_jitter", "wave_random_window", "wave_scale", "wave_noise")
@@ -131,7 +133,7 @@ class StageStats(_message.Message):
     def __init__(self, stage: _Optional[str] = ..., count: _Optional[int] = ..., total_seconds: _Optional[float] = ..., mean_ms: _Optional[float] = ...) -> None: ...
 
 class CacheStats(_message.Message):
-    __slots__ = ("tier", "hits", "misses", "bytes_held", "budget_bytes", "entries", "evictions")
+    __slots__ = ("tier", "hits", "misses", "bytes_held", "budget_bytes", "entries", "evictions", "bytes_read", "fills", "fill_seconds_total", "fill_mean_ms", "prefetch_fills", "prefetch_lead_mean_ms")
     TIER_FIELD_NUMBER: _ClassVar[int]
     HITS_FIELD_NUMBER: _ClassVar[int]
     MISSES_FIELD_NUMBER: _ClassVar[int]
@@ -139,6 +141,12 @@ class CacheStats(_message.Message):
     BUDGET_BYTES_FIELD_NUMBER: _ClassVar[int]
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
     EVICTIONS_FIELD_NUMBER: _ClassVar[int]
+    BYTES_READ_FIELD_NUMBER: _ClassVar[int]
+    FILLS_FIELD_NUMBER: _ClassVar[int]
+    FILL_SECONDS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    FILL_MEAN_MS_FIELD_NUMBER: _ClassVar[int]
+    PREFETCH_FILLS_FIELD_NUMBER: _ClassVar[int]
+    PREFETCH_LEAD_MEAN_MS_FIELD_NUMBER: _ClassVar[int]
     tier: str
     hits: int
     misses: int
@@ -146,7 +154,13 @@ class CacheStats(_message.Message):
     budget_bytes: int
     entries: int
     evictions: int
-    def __init__(self, tier: _Optional[str] = ..., hits: _Optional[int] = ..., misses: _Optional[int] = ..., bytes_held: _Optional[int] = ..., budget_bytes: _Optional[int] = ..., entries: _Optional[int] = ..., evictions: _Optional[int] = ...) -> None: ...
+    bytes_read: int
+    fills: int
+    fill_seconds_total: float
+    fill_mean_ms: float
+    prefetch_fills: int
+    prefetch_lead_mean_ms: float
+    def __init__(self, tier: _Optional[str] = ..., hits: _Optional[int] = ..., misses: _Optional[int] = ..., bytes_held: _Optional[int] = ..., budget_bytes: _Optional[int] = ..., entries: _Optional[int] = ..., evictions: _Optional[int] = ..., bytes_read: _Optional[int] = ..., fills: _Optional[int] = ..., fill_seconds_total: _Optional[float] = ..., fill_mean_ms: _Optional[float] = ..., prefetch_fills: _Optional[int] = ..., prefetch_lead_mean_ms: _Optional[float] = ...) -> None: ...
 
 class EngineStats(_message.Message):
     __slots__ = ("engine_id", "version", "uptime_seconds", "samples_served", "bytes_served", "samples_per_second", "stages", "queue_depths", "caches", "errors", "workers", "bottleneck_stage", "streams_total", "datasets")

@@ -24,19 +24,23 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x64\x61taengine/v1/record.proto\x12\rdataengine.v1\"9\n\x0b\x45ncodedFile\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\"\xff\x01\n\x0bStudyRecord\x12\x11\n\tsample_id\x18\x01 \x01(\x04\x12\x11\n\tstudy_key\x18\x02 \x01(\t\x12*\n\x06images\x18\x03 \x03(\x0b\x32\x1a.dataengine.v1.EncodedFile\x12-\n\twaveforms\x18\x04 \x03(\x0b\x32\x1a.dataengine.v1.EncodedFile\x12\x0e\n\x06report\x18\x05 \x01(\t\x12\x32\n\x04meta\x18\x06 \x03(\x0b\x32$.dataengine.v1.StudyRecord.MetaEntry\x1a+\n\tMetaEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x64\x61taengine/v1/record.proto\x12\rdataengine.v1\"\xac\x01\n\x0b\x45ncodedFile\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12>\n\ncompanions\x18\x04 \x03(\x0b\x32*.dataengine.v1.EncodedFile.CompanionsEntry\x1a\x31\n\x0f\x43ompanionsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x0c:\x02\x38\x01\"\xff\x01\n\x0bStudyRecord\x12\x11\n\tsample_id\x18\x01 \x01(\x04\x12\x11\n\tstudy_key\x18\x02 \x01(\t\x12*\n\x06images\x18\x03 \x03(\x0b\x32\x1a.dataengine.v1.EncodedFile\x12-\n\twaveforms\x18\x04 \x03(\x0b\x32\x1a.dataengine.v1.EncodedFile\x12\x0e\n\x06report\x18\x05 \x01(\t\x12\x32\n\x04meta\x18\x06 \x03(\x0b\x32$.dataengine.v1.StudyRecord.MetaEntry\x1a+\n\tMetaEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'dataengine.v1.record_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_ENCODEDFILE_COMPANIONSENTRY']._loaded_options = None
+  _globals['_ENCODEDFILE_COMPANIONSENTRY']._serialized_options = b'8\001'
   _globals['_STUDYRECORD_METAENTRY']._loaded_options = None
   _globals['_STUDYRECORD_METAENTRY']._serialized_options = b'8\001'
-  _globals['_ENCODEDFILE']._serialized_start=45
-  _globals['_ENCODEDFILE']._serialized_end=102
-  _globals['_STUDYRECORD']._serialized_start=105
-  _globals['_STUDYRECORD']._serialized_end=360
-  _globals['_STUDYRECORD_METAENTRY']._serialized_start=317
-  _globals['_STUDYRECORD_METAENTRY']._serialized_end=360
+  _globals['_ENCODEDFILE']._serialized_start=46
+  _globals['_ENCODEDFILE']._serialized_end=218
+  _globals['_ENCODEDFILE_COMPANIONSENTRY']._serialized_start=169
+  _globals['_ENCODEDFILE_COMPANIONSENTRY']._serialized_end=218
+  _globals['_STUDYRECORD']._serialized_start=221
+  _globals['_STUDYRECORD']._serialized_end=476
+  _globals['_STUDYRECORD_METAENTRY']._serialized_start=433
+  _globals['_STUDYRECORD_METAENTRY']._serialized_end=476
 # @@protoc_insertion_point(module_scope)

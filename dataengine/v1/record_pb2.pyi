@@ -7,14 +7,23 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class EncodedFile(_message.Message):
-    __slots__ = ("format", "name", "data")
+    __slots__ = ("format", "name", "data", "companions")
+    class CompanionsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: bytes
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[bytes] = ...) -> None: ...
     FORMAT_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     DATA_FIELD_NUMBER: _ClassVar[int]
+    COMPANIONS_FIELD_NUMBER: _ClassVar[int]
     format: str
     name: str
     data: bytes
-    def __init__(self, format: _Optional[str] = ..., name: _Optional[str] = ..., data: _Optional[bytes] = ...) -> None: ...
+    companions: _containers.ScalarMap[str, bytes]
+    def __init__(self, format: _Optional[str] = ..., name: _Optional[str] = ..., data: _Optional[bytes] = ..., companions: _Optional[_Mapping[str, bytes]] = ...) -> None: ...
 
 class StudyRecord(_message.Message):
     __slots__ = ("sample_id", "study_key", "images", "waveforms", "report", "meta")
