@@ -9,11 +9,13 @@ bad input.
 from __future__ import annotations
 
 __all__ = [
+    "BurnedInAnnotationError",
     "ConfigError",
     "DataEngineError",
     "DataLossError",
     "DecodeError",
     "DeidError",
+    "NotAnImageError",
     "NotFoundError",
     "PackError",
 ]
@@ -56,10 +58,26 @@ class DecodeError(DataEngineError):
     kind = "decode"
 
 
+class NotAnImageError(DecodeError):
+    """A DICOM object holds no image (structured report, presentation state,
+    RT plan, DICOMDIR, waveform, ...): skipped, not corrupt. The message names
+    its SOP class."""
+
+    kind = "not_image"
+
+
 class DeidError(DataEngineError):
     """De-identification refused an input (it cannot be made safe)."""
 
     kind = "deid"
+
+
+class BurnedInAnnotationError(DeidError):
+    """An image says it shows identifying text or features in its pixels
+    (``BurnedInAnnotation`` or ``RecognizableVisualFeatures`` is ``YES``),
+    which header de-identification cannot remove."""
+
+    kind = "burned_in_annotation"
 
 
 class DataLossError(DataEngineError):

@@ -1,10 +1,11 @@
-"""Format decoders: DICOM series, EDF waveforms, report text and tokenizers.
+"""Format decoders: DICOM series, EDF/BDF/WFDB waveforms, report text and tokenizers.
 
 One module per format; see ``dataengine/formats/README.md``. Every decoder
 raises ``dataengine.errors.DecodeError`` on bad input and nothing else.
 """
 
 from dataengine.formats.dicom import Volume, decode_series, read_dicom
+from dataengine.formats.dispatch import WAVEFORM_FORMATS, decode_waveform
 from dataengine.formats.edf import (
     STANDARD_12_LEAD,
     Waveform,
@@ -12,6 +13,7 @@ from dataengine.formats.edf import (
     read_edf_file,
     to_standard_12_lead,
 )
+from dataengine.formats.report import load_report
 from dataengine.formats.text import (
     BOS_ID,
     EOS_ID,
@@ -20,14 +22,17 @@ from dataengine.formats.text import (
     Tokenizer,
     VocabTokenizer,
     decode_report_bytes,
+    decode_text,
     load_tokenizer,
 )
+from dataengine.formats.wfdb import decode_wfdb, read_wfdb_record
 
 __all__ = [
     "BOS_ID",
     "EOS_ID",
     "PAD_ID",
     "STANDARD_12_LEAD",
+    "WAVEFORM_FORMATS",
     "ByteTokenizer",
     "Tokenizer",
     "VocabTokenizer",
@@ -36,8 +41,13 @@ __all__ = [
     "decode_edf",
     "decode_report_bytes",
     "decode_series",
+    "decode_text",
+    "decode_waveform",
+    "decode_wfdb",
+    "load_report",
     "load_tokenizer",
     "read_dicom",
     "read_edf_file",
+    "read_wfdb_record",
     "to_standard_12_lead",
 ]

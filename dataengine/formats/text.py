@@ -1,4 +1,4 @@
-"""Report text: bytes -> str, and str <-> token ids.
+"""Report text: bytes -> str (encoding detection), and str <-> token ids.
 
 Two tokenizers share one id layout: ids 0..255 are the UTF-8 bytes, 256..258
 are PAD, BOS and EOS, and a vocabulary file adds tokens from 259 on. Neither
@@ -25,6 +25,7 @@ __all__ = [
     "Tokenizer",
     "VocabTokenizer",
     "decode_report_bytes",
+    "decode_text",
     "load_tokenizer",
 ]
 
@@ -180,24 +181,92 @@ def _load_vocab(path: str) -> VocabTokenizer:
 
 
 def decode_report_bytes(data: bytes) -> str:
-    """Report file bytes -> text.
+    """Report file bytes -> text; see ``decode_text``."""
+    return decode_text(data)[0]
 
-    A UTF-8 byte-order mark is dropped; a UTF-16 one (either byte order)
-    selects UTF-16; anything else must be strict UTF-8. Raises
-    ``DecodeError`` naming the offending byte offset in ``data``.
+
+def decode_text(data: bytes, *, label: str = "report") -> tuple[str, str]:
+    """Text bytes -> ``(text, encoding name)``, by deterministic rules:
+
+    1. A byte-order mark selects its codec: UTF-8 (``"utf-8-sig"``), UTF-32
+       or UTF-16, either byte order; the mark is dropped. A wrong mark (bytes
+       that do not decode in that codec) is a ``DecodeError``.
+    2. Bytes that are strict UTF-8 are UTF-8 (``"utf-8"``; pure ASCII too).
+    3. Otherwise, bytes that decode strictly as GB18030 (a superset of GBK and
+       GB2312) are accepted as ``"gb18030"`` when the text is plausibly
+       Chinese: at least half of its non-ASCII characters are common (GB2312
+       punctuation or level-1 hanzi), or charset-normalizer also guesses a GB
+       encoding (traditional characters in GBK). Latin-1/cp1252 text often
+       decodes as GB18030 too, but into rare ideographs: this check refuses
+       it.
+    4. Anything else is a ``DecodeError`` naming the first byte offset that is
+       not UTF-8, and charset-normalizer's guess, if any. There is no
+       Latin-1 fallback: a guessed codec would silently mangle the text.
+       UTF-16 without a byte-order mark is not recognized.
     """
-    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        encoding, name, skip = "utf-16", "UTF-16", 0  # the codec consumes the mark
-    elif data.startswith(codecs.BOM_UTF8):
-        encoding, name, skip = "utf-8", "UTF-8", len(codecs.BOM_UTF8)
-    else:
-        encoding, name, skip = "utf-8", "UTF-8", 0
+    for bom, codec, name in _BOMS:
+        if data.startswith(bom):
+            try:
+                return data[len(bom) :].decode(codec), name
+            except UnicodeDecodeError as exc:
+                offset = exc.start + len(bom)
+                raise DecodeError(
+                    f"{label}: starts with a {name} byte-order mark but is not valid {name} "
+                    f"at byte {offset}: {exc.reason}"
+                ) from exc
     try:
-        return data[skip:].decode(encoding)
+        return data.decode("utf-8"), "utf-8"
     except UnicodeDecodeError as exc:
-        raise DecodeError(
-            f"report is not valid {name} at byte {exc.start + skip}: {exc.reason}"
-        ) from exc
+        utf8_error = exc
+    try:
+        text = data.decode("gb18030")
+    except UnicodeDecodeError:
+        text = None
+    guess = _charset_guess(data)
+    if text is not None and (_mostly_common_chinese(text) or guess in _GB_NAMES):
+        return text, "gb18030"
+    hint = f"; charset-normalizer guesses {guess}" if guess else ""
+    bad = data[utf8_error.start]
+    raise DecodeError(
+        f"{label}: not UTF-8 (byte 0x{bad:02x} at offset {utf8_error.start}: "
+        f"{utf8_error.reason}) and not GB18030/GBK Chinese text{hint}; re-encode it as UTF-8"
+    ) from utf8_error
+
+
+_BOMS = (
+    (codecs.BOM_UTF8, "utf-8", "utf-8-sig"),
+    (codecs.BOM_UTF32_LE, "utf-32-le", "utf-32-le"),  # before UTF-16 LE: same first 2 bytes
+    (codecs.BOM_UTF32_BE, "utf-32-be", "utf-32-be"),
+    (codecs.BOM_UTF16_LE, "utf-16-le", "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be", "utf-16-be"),
+)
+_GB_NAMES = ("gb18030", "gbk", "gb2312", "cp936", "hz")
+
+
+def _mostly_common_chinese(text: str) -> bool:
+    """At least half of the non-ASCII characters are GB2312 punctuation and
+    symbols (rows 1-9) or its level-1 hanzi (the 3,755 most frequent, rows
+    16-55). Latin-1 letters read as GB18030 land elsewhere: an accented
+    lower-case letter starts a byte pair beyond row 55 ("öß" -> 鲞, row 70)."""
+    wide = [c for c in text if ord(c) > 0x7F]
+    if not wide:
+        return True
+    common = 0
+    for c in wide:
+        try:
+            lead = c.encode("gb2312")[0]
+        except UnicodeEncodeError:
+            continue
+        common += 0xA1 <= lead <= 0xA9 or 0xB0 <= lead <= 0xD7
+    return 2 * common >= len(wide)
+
+
+def _charset_guess(data: bytes) -> str | None:
+    """charset-normalizer's best guess (lower-case codec name), or None."""
+    import charset_normalizer  # ~50 ms; only undecodable input pays it
+
+    best = charset_normalizer.from_bytes(data).best()
+    return str(best.encoding).lower() if best is not None else None
 
 
 def _check_ids(ids: Sequence[int], vocab_size: int) -> None:

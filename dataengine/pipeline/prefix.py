@@ -7,15 +7,19 @@ every read.
 
 Prefix arrays:
 - ``hu``: float32 [image_slices, image_resize, image_resize], Hounsfield units
-  (a study with no image gives -1024 HU everywhere, i.e. air);
-- ``wave``: float32 [12, T] at ``wave_rate_hz``, standard 12-lead order, mV;
+  (a study with no image gives -1024 HU everywhere, i.e. air); with
+  ``spec.image_voi_lut`` the DICOM VOI LUT / window's display values in [0, 1]
+  instead (``formats.dicom``);
+- ``wave``: float32 [12, T] at ``wave_rate_hz``, standard 12-lead order, mV,
+  from the first EDF/BDF/WFDB waveform (each lead resampled from its own
+  rate; channels that name no standard lead are left out);
 - ``tokens``: int32 [n]: BOS, the report's tokens, EOS (not yet truncated);
-- ``present``: uint8 [2]: 1 where the study had an image / a waveform.
+- ``present``: uint8 [2]: 1 where the study had an image / a waveform with
+  at least one standard ECG lead (an EEG-only waveform counts as absent).
 """
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import MutableMapping
 
@@ -24,8 +28,9 @@ import torch
 import torch.nn.functional as F
 
 from dataengine.formats.dicom import decode_series
-from dataengine.formats.edf import STANDARD_12_LEAD, decode_edf, to_standard_12_lead
+from dataengine.formats.dispatch import WAVEFORM_FORMATS, decode_waveform
 from dataengine.formats.text import load_tokenizer
+from dataengine.formats.waveform import STANDARD_12_LEAD, resample_rows, to_standard_12_lead
 from dataengine.pipeline.spec import PipelineSpec
 from dataengine.v1 import record_pb2
 
@@ -43,22 +48,10 @@ def resample_volume(hu: np.ndarray, slices: int, size: int) -> np.ndarray:
 
 
 def resample_waveform(signals: np.ndarray, rate_hz: float, target_hz: float) -> np.ndarray:
-    """Resample [C, T] from ``rate_hz`` to ``target_hz`` (linear interpolation,
-    after a box filter of the decimation width when downsampling, to limit
-    aliasing). Returns float32 [C, T']."""
-    if math.isclose(rate_hz, target_hz):
-        return np.ascontiguousarray(signals, dtype=np.float32)
-    x = signals.astype(np.float64, copy=False)
-    ratio = rate_hz / target_hz
-    width = round(ratio)
-    if width > 1:
-        kernel = np.ones(width) / width
-        x = np.stack([np.convolve(ch, kernel, mode="same") for ch in x])
-    n_in = x.shape[1]
-    n_out = max(1, round(n_in / ratio))
-    t_out = np.arange(n_out) * ratio
-    t_in = np.arange(n_in)
-    return np.stack([np.interp(t_out, t_in, ch) for ch in x]).astype(np.float32)
+    """Resample [C, T] from ``rate_hz`` to ``target_hz``: band-limited
+    (Kaiser-windowed sinc, anti-aliased when downsampling), each row on its
+    own; see ``dataengine.formats.waveform``. Returns float32 [C, T']."""
+    return resample_rows(signals, rate_hz, target_hz)
 
 
 def run_prefix(
@@ -73,19 +66,22 @@ def run_prefix(
 
     dicoms = [f.data for f in record.images if f.format == "dicom"]
     if dicoms:
-        volume = decode_series(dicoms)
+        volume = decode_series(dicoms, voi_lut=spec.image_voi_lut)
         hu = resample_volume(volume.hu, spec.image_slices, spec.image_resize)
         present[0] = 1
     else:
         hu = np.full((spec.image_slices, spec.image_resize, spec.image_resize), AIR_HU, np.float32)
 
-    edfs = [f.data for f in record.waveforms if f.format == "edf"]
-    if edfs:
-        waveform = decode_edf(edfs[0])
-        leads, _found = to_standard_12_lead(waveform)
-        wave = resample_waveform(leads, waveform.rate_hz, spec.wave_rate_hz)
+    waves = [f for f in record.waveforms if f.format in WAVEFORM_FORMATS]
+    found: tuple[bool, ...] = ()
+    if waves:
+        # The first waveform; each lead resampled once, from its own rate.
+        f = waves[0]
+        waveform = decode_waveform(f.format, f.data, f.companions, label=f.name)
+        wave, found = to_standard_12_lead(waveform, spec.wave_rate_hz)
+    if any(found):
         present[1] = 1
-    else:
+    else:  # no waveform, or none of its channels is a standard ECG lead
         samples = round(_DEFAULT_WAVE_SECONDS * spec.wave_rate_hz)
         wave = np.zeros((len(STANDARD_12_LEAD), samples), np.float32)
 

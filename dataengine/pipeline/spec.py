@@ -15,7 +15,11 @@ from dataclasses import asdict, dataclass, field, fields
 from dataengine.errors import ConfigError
 from dataengine.v1 import dataengine_pb2 as pb
 
-__all__ = ["MAX_SAMPLE_BYTES", "Augmentations", "PipelineSpec"]
+__all__ = ["MAX_SAMPLE_BYTES", "PREFIX_CODE_VERSION", "Augmentations", "PipelineSpec"]
+
+# Bump when decode/resample output changes for the same inputs (2: per-channel
+# anti-aliased waveform resampling, colour/MONOCHROME1 DICOM handling).
+PREFIX_CODE_VERSION = 2
 
 # One sample, or its cached prefix, must fit comfortably in a gRPC message and
 # in a worker's memory: 64 MiB is a 64-slice 512x512 float32 volume.
@@ -70,6 +74,10 @@ class PipelineSpec:
     from HU to [0, 1] through the window ``hu_center`` +- ``hu_width``/2.
     Waveform: every lead resampled to ``wave_rate_hz`` Hz, then a window of
     ``wave_samples`` samples. Text: ``text_tokens`` token ids per sample.
+    ``image_voi_lut``: decode DICOM through its VOI LUT or first window to
+    display values in [0, 1] instead of HU (``formats.dicom``); the window
+    ``hu_center``/``hu_width`` then applies to those values (0.5 and 1.0
+    pass them through).
     """
 
     image_slices: int = 8
@@ -82,6 +90,7 @@ class PipelineSpec:
     text_tokens: int = 128
     tokenizer: str = "byte"
     augment: Augmentations = field(default_factory=Augmentations)
+    image_voi_lut: bool = False
 
     def __post_init__(self) -> None:
         for name, lo, hi in (
@@ -118,6 +127,11 @@ class PipelineSpec:
             f"must be within [1, 100000] Hz, got {self.wave_rate_hz}",
         )
         _require(bool(self.tokenizer), "pipeline.tokenizer", "must not be empty")
+        _require(
+            isinstance(self.image_voi_lut, bool),
+            "pipeline.image_voi_lut",
+            f"must be a bool, got {self.image_voi_lut!r}",
+        )
         largest = max(self.sample_bytes, self.prefix_bytes)
         _require(
             largest <= MAX_SAMPLE_BYTES,
@@ -141,8 +155,18 @@ class PipelineSpec:
 
     def prefix_key(self) -> str:
         """Identity of the deterministic, cacheable prefix of this pipeline
-        (decode + resample). Two specs with equal keys share cached samples."""
-        prefix = (self.image_slices, self.image_resize, self.wave_rate_hz, self.tokenizer)
+        (decode + resample). Two specs with equal keys share cached samples;
+        ``PREFIX_CODE_VERSION`` changes whenever the prefix code's output does,
+        so caches that outlive a process (L1 on disk) never serve stale arrays."""
+        prefix: tuple[object, ...] = (
+            PREFIX_CODE_VERSION,
+            self.image_slices,
+            self.image_resize,
+            self.wave_rate_hz,
+            self.tokenizer,
+        )
+        if self.image_voi_lut:
+            prefix += ("image_voi_lut",)
         return hashlib.sha256(repr(prefix).encode()).hexdigest()[:16]
 
     # -- wire conversion -------------------------------------------------

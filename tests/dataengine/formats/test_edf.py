@@ -1,5 +1,6 @@
-"""EDF decoding: files written by pyedflib (EDFlib) and the EDF+ test file
-pyedflib ships, read back through ``decode_edf``."""
+"""EDF/EDF+/BDF decoding: files written by pyedflib (EDFlib) and the test
+files pyedflib ships, read back through ``decode_edf``; lead names and units
+(``to_standard_12_lead``)."""
 
 from __future__ import annotations
 
@@ -19,9 +20,13 @@ from dataengine.formats.edf import (
     STANDARD_12_LEAD,
     Waveform,
     decode_edf,
+    edf_format,
     read_edf_file,
     to_standard_12_lead,
 )
+from dataengine.formats.waveform import lead_of, millivolt_scale
+
+PYEDFLIB_DATA = Path(pyedflib.__file__).parent / "tests" / "data"
 
 RATE_HZ = 500
 SECONDS = 4
@@ -116,7 +121,9 @@ def test_edf_and_bdf_files_on_disk(tmp_path: Path, suffix: str, step_mv: float) 
     np.testing.assert_allclose(w.signals, np.stack(signals), atol=step_mv)
 
 
-def test_mixed_rates_are_resampled_to_the_highest(tmp_path: Path) -> None:
+def test_mixed_rates_keep_their_own_rates_and_resample_once_to_the_target(
+    tmp_path: Path,
+) -> None:
     t_fast = np.arange(500 * SECONDS) / 500
     slow_rates = (250, 100)
     signals = [np.sin(2 * np.pi * 1.0 * t_fast)]
@@ -125,18 +132,101 @@ def test_mixed_rates_are_resampled_to_the_highest(tmp_path: Path) -> None:
 
     w = decode_edf(_write(tmp_path / "mixed.edf", signals, headers))
 
-    assert w.rate_hz == 500.0
-    assert w.signals.shape == (3, 500 * SECONDS)
-    np.testing.assert_allclose(w.signals[0], signals[0], atol=EDF_STEP_MV)
-    for channel, rate in enumerate(slow_rates, start=1):
-        last_t = (rate * SECONDS - 1) / rate  # after the last sample np.interp holds it
-        inside = t_fast <= last_t
-        # Linear interpolation of a 1 Hz cosine: error <= (2 pi)^2 h^2 / 8.
-        tolerance = (2 * np.pi) ** 2 / rate**2 / 8 + EDF_STEP_MV
-        expected = np.cos(2 * np.pi * t_fast)
-        np.testing.assert_allclose(w.signals[channel][inside], expected[inside], atol=tolerance)
-        held = w.signals[channel][~inside]
-        np.testing.assert_allclose(held, np.cos(2 * np.pi * last_t), atol=EDF_STEP_MV)
+    assert w.rates_hz == (500.0, 250.0, 100.0)
+    assert [len(c) for c in w.channels] == [2000, 1000, 400]
+    for channel, signal in zip(w.channels, signals, strict=True):  # as stored, no resampling
+        np.testing.assert_allclose(channel, signal, atol=EDF_STEP_MV)
+    assert w.rate_hz == 500.0 and w.duration_s == SECONDS
+    assert w.signals.shape == (3, 500 * SECONDS)  # each slower channel upsampled once
+
+    leads, found = to_standard_12_lead(w, 200.0)
+    assert leads.shape == (12, 200 * SECONDS)
+    assert found == tuple(lead in ("I", "II") for lead in STANDARD_12_LEAD)
+    t = np.arange(200 * SECONDS) / 200
+    inside = slice(20, -20)  # band-limited interpolation is exact away from the ends
+    np.testing.assert_allclose(leads[0][inside], np.sin(2 * np.pi * t)[inside], atol=1e-3)
+    np.testing.assert_allclose(leads[1][inside], np.cos(2 * np.pi * t)[inside], atol=1e-3)
+    np.testing.assert_allclose(leads[0], np.sin(2 * np.pi * t), atol=0.02)  # ends too
+    assert not leads[2:].any()  # "Resp" is not a lead
+
+
+# pyedflib warns that "-8388608.0" has 10 characters; it writes "-8388608", exact.
+@pytest.mark.filterwarnings("ignore:Physical m..imum for channel:UserWarning")
+def test_bdf_plus_24_bit_values_beyond_the_16_bit_range(tmp_path: Path) -> None:
+    """A BDF+ file (24-bit samples) written by pyedflib: digital values far
+    outside +-32767 come back exactly (one digital step is 1 uV)."""
+    path = tmp_path / "big.bdf"
+    digital = np.array([0, 1, -1, 32767, 32768, -32769, 100_000, -1_234_567, 8_388_607, -8_388_607])
+    digital = np.tile(digital, 100)  # 1000 samples: 4 s at 250 Hz
+    step_uv = 1.0  # the physical range must fit EDF's 8 header characters
+    writer = pyedflib.EdfWriter(str(path), 2, file_type=pyedflib.FILETYPE_BDFPLUS)
+    try:
+        for channel, label in enumerate(("ECG II", "ECG V1")):
+            writer.setSignalHeader(
+                channel,
+                {
+                    "label": label,
+                    "dimension": "uV",
+                    "sample_frequency": 250,
+                    "physical_min": -8_388_608 * step_uv,
+                    "physical_max": 8_388_607 * step_uv,
+                    "digital_min": -8_388_608,
+                    "digital_max": 8_388_607,
+                },
+            )
+        writer.writeSamples([digital * step_uv, -digital * step_uv])
+    finally:
+        writer.close()
+    data = path.read_bytes()
+
+    w = decode_edf(data)
+
+    assert edf_format(data) == "bdf" and data[:8] == b"\xffBIOSEMI"
+    assert w.labels == ("ECG II", "ECG V1") and w.units == ("uV", "uV")
+    assert w.rates_hz == (250.0, 250.0)
+    np.testing.assert_allclose(w.channels[0], digital * step_uv, atol=step_uv / 2, rtol=0)
+    np.testing.assert_allclose(w.channels[1], -digital * step_uv, atol=step_uv / 2, rtol=0)
+    assert float(w.channels[0].max()) == 8_388_607.0  # 2^23 - 1 steps
+    leads, found = to_standard_12_lead(w)
+    assert found[1] and found[6]
+    np.testing.assert_allclose(leads[1], digital * 1e-3, rtol=1e-6)  # uV -> mV
+
+
+def test_pyedflib_shipped_bdf_plus_with_five_rates() -> None:
+    """pyedflib's own BDF+ test file: 5 channels at 1000, 800, 500, 975 and
+    999 Hz, 30 s, 24-bit, in uV."""
+    w = read_edf_file(PYEDFLIB_DATA / "test_generator.bdf")
+
+    assert w.labels == ("sine 5Hz", "square 13Hz", "ramp 7Hz", "pink noise", "white noise")
+    assert w.rates_hz == (1000.0, 800.0, 500.0, 975.0, 999.0)
+    assert [len(c) for c in w.channels] == [30_000, 24_000, 15_000, 29_250, 29_970]
+    assert w.units == ("uV",) * 5
+    i = np.arange(30_000)
+    np.testing.assert_allclose(
+        w.channels[0], 1000 * np.sin(2 * np.pi * 5 * (i + 1) / 1000), atol=0.01
+    )
+    assert set(np.unique(w.channels[1]).round(2)) == {-1000.0, 1000.0}  # square wave
+    for channel in w.channels:
+        assert -1200 < float(channel.min()) < -900 and 900 < float(channel.max()) < 1200
+    # Every channel to 100 Hz, each from its own rate: 30 s -> 3000 samples.
+    at_100 = w.at_rate(100.0)
+    assert at_100.shape == (5, 3000)
+    t = np.arange(3000) / 100
+    np.testing.assert_allclose(
+        at_100[0][20:-20], 1000 * np.sin(2 * np.pi * 5 * (t + 0.001))[20:-20], atol=1.0
+    )
+
+
+def test_plain_edf_lists_annotations_as_a_signal_and_it_is_skipped() -> None:
+    """pyedflib's legacy EDF file: plain EDF with an "EDF Annotations" signal
+    (57 Hz) among its 12 signals; it is not a channel."""
+    w = read_edf_file(PYEDFLIB_DATA / "test_legacy.edf")
+
+    assert len(w.channels) == 11 and "EDF Annotations" not in w.labels
+    assert w.rates_hz == (200.0,) * 11
+    assert w.labels[4] == "sine 1 Hz"
+    i = np.arange(len(w.channels[4]))
+    np.testing.assert_allclose(w.channels[4], 100 * np.sin(2 * np.pi * (i + 1) / 200), atol=0.05)
 
 
 def test_pyedflib_test_generator_file() -> None:
@@ -144,7 +234,7 @@ def test_pyedflib_test_generator_file() -> None:
     w = read_edf_file(Path(pyedflib.data.get_generator_filename()))
 
     assert w.signals.shape == (11, 120_000)
-    assert w.rate_hz == 200.0
+    assert w.rates_hz == (200.0,) * 11
     assert w.labels[:4] == ("squarewave", "ramp", "pulse", "noise")
     assert w.labels[4:] == tuple(
         f"sine {f} Hz" for f in ("1", "8", "8.1777", "8.5", "15", "17", "50")
@@ -221,8 +311,8 @@ def test_no_reader_or_temp_file_is_left_behind(ecg_bytes: bytes) -> None:
 
 
 def _waveform(labels: tuple[str, ...], units: tuple[str, ...]) -> Waveform:
-    signals = np.stack([np.full(3, k + 1, dtype=np.float32) for k in range(len(labels))])
-    return Waveform(signals=signals, rate_hz=100.0, labels=labels, units=units)
+    channels = tuple(np.full(3, k + 1, dtype=np.float32) for k in range(len(labels)))
+    return Waveform(channels=channels, rates_hz=(100.0,) * len(labels), labels=labels, units=units)
 
 
 def test_lead_labels_match_case_insensitively_and_missing_leads_are_zero() -> None:
@@ -237,12 +327,53 @@ def test_lead_labels_match_case_insensitively_and_missing_leads_are_zero() -> No
     assert not leads[[not f for f in found]].any()
 
 
-def test_leads_are_converted_to_millivolts() -> None:
-    w = _waveform(("I", "II", "III", "V1"), ("uV", "V", "mV", ""))
+@pytest.mark.parametrize(
+    "label,lead",
+    [
+        ("I", "I"),
+        ("ECG I", "I"),
+        ("Lead II", "II"),
+        ("lead_iii", "III"),
+        ("DI", "I"),
+        ("DII", "II"),
+        ("DIII", "III"),
+        ("aVR", "aVR"),
+        ("AVR", "aVR"),
+        ("a VL", "aVL"),
+        ("EKG: aVF", "aVF"),
+        ("MDC_ECG_LEAD_I", "I"),
+        ("MDC_ECG_LEAD_AVR", "aVR"),
+        ("MDC_ECG_LEAD_V1", "V1"),
+        ("v1", "V1"),
+        ("ECG V6", "V6"),
+        ("ECG C3", "V3"),  # IEC chest-lead name after an ECG prefix
+        ("  V4  ", "V4"),
+        ("C3", None),  # a bare C3 is an EEG electrode
+        ("EEG C3-A2", None),
+        ("MLII", None),  # MIT-BIH modified lead II
+        ("-aVR", None),  # inverted aVR (Cabrera)
+        ("V4R", None),
+        ("V2-V1", None),
+        ("Resp", None),
+        ("", None),
+    ],
+)
+def test_lead_aliases(label: str, lead: str | None) -> None:
+    assert lead_of(label) == lead
 
-    leads, _ = to_standard_12_lead(w)
+
+def test_leads_are_converted_to_millivolts_and_non_voltage_leads_left_out() -> None:
+    w = _waveform(
+        ("I", "II", "III", "V1", "V2", "V3", "V4"), ("uV", "V", "mV", "", "µV", "mmHg", "nV")
+    )
+
+    leads, found = to_standard_12_lead(w)
 
     np.testing.assert_allclose(leads[0], 1e-3)  # 1 uV
     np.testing.assert_allclose(leads[1], 2e3)  # 2 V
     np.testing.assert_allclose(leads[2], 3.0)  # 3 mV
     np.testing.assert_allclose(leads[6], 4.0)  # no unit: taken as mV
+    np.testing.assert_allclose(leads[7], 5e-3)  # micro sign
+    assert not found[8] and not leads[8].any()  # mmHg is not a voltage
+    np.testing.assert_allclose(leads[9], 7e-6)  # nV
+    assert millivolt_scale("MV") == 1.0 and millivolt_scale("degC") is None

@@ -1,7 +1,9 @@
 """Report bytes and tokenizers."""
 
+# ruff: noqa: RUF001  (Chinese report text uses full-width punctuation)
 from __future__ import annotations
 
+import codecs
 import json
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from dataengine.formats.text import (
     ByteTokenizer,
     VocabTokenizer,
     decode_report_bytes,
+    decode_text,
     load_tokenizer,
 )
 
@@ -147,36 +150,111 @@ def test_missing_or_unparsable_vocab_file_is_config_error(tmp_path: Path) -> Non
 
 # -- report bytes -----------------------------------------------------------
 
+# A real-looking Chinese chest CT / ECG report (simplified Chinese).
+ZH_REPORT = (
+    "检查所见：双肺纹理清晰，未见明显实质性病变。纵隔居中，心影大小形态正常。\n"
+    "印象：胸部CT平扫未见明显异常。心电图：窦性心律，心率72次/分。"
+)
+# With characters outside GB2312 (GBK extension: 镕 and the rare surname 堃).
+ZH_RARE = "患者朱镕堃，冠状动脉CT血管成像：前降支近段狭窄约50%。"
+
 
 def test_utf8_report_decodes() -> None:
     assert decode_report_bytes("Lésion de 5 mm.".encode()) == "Lésion de 5 mm."
+    assert decode_report_bytes(ZH_REPORT.encode()) == ZH_REPORT
     assert decode_report_bytes(b"") == ""
+    assert decode_text(ZH_REPORT.encode()) == (ZH_REPORT, "utf-8")
 
 
 def test_utf8_bom_is_dropped() -> None:
     assert decode_report_bytes(b"\xef\xbb\xbfNo acute findings.") == "No acute findings."
+    assert decode_text(codecs.BOM_UTF8 + ZH_REPORT.encode()) == (ZH_REPORT, "utf-8-sig")
 
 
-@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be"])
-def test_utf16_with_bom_decodes(encoding: str) -> None:
-    bom = b"\xff\xfe" if encoding == "utf-16-le" else b"\xfe\xff"
-    text = "Befund: Läsion 5 mm \U0001f600"
-    assert decode_report_bytes(bom + text.encode(encoding)) == text
+@pytest.mark.parametrize("encoding", ["utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be"])
+@pytest.mark.parametrize("text", ["Befund: Läsion 5 mm \U0001f600", ZH_REPORT])
+def test_utf16_and_utf32_with_bom_decode(encoding: str, text: str) -> None:
+    bom = {
+        "utf-16-le": codecs.BOM_UTF16_LE,
+        "utf-16-be": codecs.BOM_UTF16_BE,
+        "utf-32-le": codecs.BOM_UTF32_LE,
+        "utf-32-be": codecs.BOM_UTF32_BE,
+    }[encoding]
+    assert decode_text(bom + text.encode(encoding)) == (text, encoding)
 
 
-def test_non_utf8_report_is_decode_error_with_offset() -> None:
-    latin1 = "Patient: Müller".encode("latin-1")  # 0xFC at byte 10
-    with pytest.raises(DecodeError, match=r"not valid UTF-8 at byte 10: invalid start byte"):
-        decode_report_bytes(latin1)
+@pytest.mark.parametrize("encoding", ["gb18030", "gbk", "gb2312"])
+def test_chinese_legacy_encodings_are_detected(encoding: str) -> None:
+    data = ZH_REPORT.encode(encoding)
+    with pytest.raises(UnicodeDecodeError):
+        data.decode("utf-8")  # really not UTF-8
+    assert decode_text(data) == (ZH_REPORT, "gb18030")
 
 
-def test_offset_counts_the_utf8_bom() -> None:
-    with pytest.raises(DecodeError, match="at byte 5: "):
+@pytest.mark.parametrize("encoding", ["gb18030", "gbk"])
+def test_characters_outside_gb2312_survive(encoding: str) -> None:
+    assert decode_report_bytes(ZH_RARE.encode(encoding)) == ZH_RARE
+
+
+def test_gb18030_four_byte_characters() -> None:
+    text = "心电图 QRS 时限正常 \u20ac \U0001f600"  # four-byte GB18030 sequences
+    assert decode_report_bytes(text.encode("gb18030")) == text
+
+
+@pytest.mark.parametrize(
+    "text,offset",
+    [
+        ("Patient: Müller, Jürgen. Lungenflügel unauffällig.", 10),  # decodes as GB18030 too
+        ("Résumé: poumons clairs, pas d'épanchement.", 1),
+    ],
+)
+def test_latin1_is_a_decode_error_naming_the_offset(text: str, offset: int) -> None:
+    """Latin-1 is refused, not guessed: German umlauts even decode as
+    GB18030 (into rare GBK-only ideographs), and the plausibility check
+    refuses that."""
+    data = text.encode("latin-1")
+    with pytest.raises(
+        DecodeError, match=rf"not UTF-8 \(byte 0x[0-9a-f]{{2}} at offset {offset}: "
+    ):
+        decode_report_bytes(data)
+
+
+def test_decode_error_names_the_file() -> None:
+    with pytest.raises(DecodeError, match=r"^a/report\.txt: not UTF-8 .* re-encode it as UTF-8"):
+        decode_text("Größe".encode("latin-1"), label="a/report.txt")
+
+
+def test_offset_after_a_bom() -> None:
+    with pytest.raises(
+        DecodeError, match="utf-8-sig byte-order mark but is not valid utf-8-sig at byte 5"
+    ):
         decode_report_bytes(b"\xef\xbb\xbfok\xff")
 
 
 def test_broken_utf16_is_decode_error() -> None:
     # A low surrogate (0xDC00) with no high surrogate before it, after BOM + "ok".
     lone_surrogate = b"\xff\xfe" + "ok".encode("utf-16-le") + b"\x00\xdca\x00"
-    with pytest.raises(DecodeError, match="not valid UTF-16 at byte 6: illegal encoding"):
+    with pytest.raises(DecodeError, match="not valid utf-16-le at byte 6: illegal encoding"):
         decode_report_bytes(lone_surrogate)
+
+
+_BOM = {
+    "utf-8-sig": codecs.BOM_UTF8,
+    "utf-16-le": codecs.BOM_UTF16_LE,
+    "utf-16-be": codecs.BOM_UTF16_BE,
+    "utf-32-le": codecs.BOM_UTF32_LE,
+    "utf-32-be": codecs.BOM_UTF32_BE,
+}
+
+
+@given(st.one_of(st.binary(max_size=200), st.text(max_size=60).map(lambda t: t.encode("gb18030"))))
+def test_any_bytes_give_lossless_text_or_decode_error(data: bytes) -> None:
+    """Whatever is accepted is decoded losslessly: encoding the text again
+    gives back the very bytes."""
+    try:
+        text, encoding = decode_text(data)
+    except DecodeError:
+        return
+    bom = _BOM.get(encoding, b"")
+    codec = "utf-8" if encoding == "utf-8-sig" else encoding
+    assert bom + text.encode(codec) == data
