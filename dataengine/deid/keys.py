@@ -22,6 +22,7 @@ __all__ = [
     "DEFAULT_KEY_ENV",
     "MIN_KEY_BYTES",
     "DeidKey",
+    "date_shift_days",
     "load_key",
     "pseudonym",
     "remap_uid",
@@ -83,6 +84,25 @@ def pseudonym(key: DeidKey, kind: str, value: str) -> str:
     """A 16-hex-digit keyed pseudonym of ``value`` in namespace ``kind``
     (e.g. ``"study"``, ``"patient"``)."""
     return key.digest(f"pseudonym:{kind}", value).hex()[:16]
+
+
+def date_shift_days(key: DeidKey, patient_id: str, max_days: int) -> int:
+    """The number of days to **add** to every date of one patient: a keyed
+    value in ``[-max_days, -1]`` (dates always move back in time, never by 0,
+    so a shifted date is never in the future and never equals the original).
+
+    Derived from HMAC-SHA256(key, patient id) alone, so one patient gets the
+    same shift in every file, study and pack run under the same key, and
+    intervals between that patient's dates are kept exactly. ``patient_id``
+    is the original (pre-de-identification) id, surrounding spaces and NULs
+    ignored; an empty id is a valid (shared) value. Raises ``ConfigError``
+    when ``max_days`` is not an integer >= 1.
+    """
+    if not isinstance(max_days, int) or isinstance(max_days, bool) or max_days < 1:
+        raise ConfigError("deid.max_date_shift_days", f"must be an integer >= 1, got {max_days!r}")
+    clean = patient_id.strip().strip("\x00").strip()
+    value = int.from_bytes(key.digest("date-shift", clean)[:8], "big")
+    return -(1 + value % max_days)
 
 
 def _parse_secret(raw: bytes) -> bytes:

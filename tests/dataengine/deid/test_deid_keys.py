@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from dataengine.deid.keys import DeidKey, load_key, pseudonym, remap_uid
+from dataengine.deid.keys import DeidKey, date_shift_days, load_key, pseudonym, remap_uid
 from dataengine.errors import ConfigError
 
 KEY = DeidKey(b"k" * 16)
 OTHER = DeidKey(b"o" * 32)
+PINNED_SHIFTS = [-55, -66, -210]
 _UID = re.compile(r"^(0|[1-9]\d*)(\.(0|[1-9]\d*))*$")
 
 
@@ -71,3 +72,25 @@ def test_load_key_from_file_env_or_demo(
         demo = load_key(None, insecure_demo=True)
     assert demo.insecure
     assert "insecure" in caplog.text.lower()
+
+
+def test_date_shift_days_is_keyed_per_patient_and_never_zero() -> None:
+    shifts = [date_shift_days(KEY, f"MRN-{i}", 30) for i in range(3000)]
+    assert all(-30 <= s <= -1 for s in shifts)  # always back in time, never 0
+    assert set(shifts) == set(range(-30, 0))  # spread over the whole range
+    assert date_shift_days(KEY, "MRN-1", 30) == shifts[1]  # deterministic
+    assert date_shift_days(KEY, " MRN-1\x00", 30) == shifts[1]  # padding ignored
+    assert date_shift_days(KEY, "MRN-1", 1) == -1
+    other = [date_shift_days(OTHER, f"MRN-{i}", 30) for i in range(3000)]
+    assert other != shifts  # keyed
+    big = date_shift_days(KEY, "MRN-1", 36500)
+    assert -36500 <= big <= -1
+    assert date_shift_days(KEY, "", 365) == date_shift_days(KEY, "  ", 365)
+    for bad in (0, -5, True, 2.5):
+        with pytest.raises(ConfigError, match="max_date_shift_days"):
+            date_shift_days(KEY, "MRN-1", bad)  # type: ignore[arg-type]
+
+
+def test_date_shift_days_is_pinned() -> None:
+    # the report redactor and earlier pack runs depend on these exact values
+    assert [date_shift_days(KEY, p, 365) for p in ("a", "b", "95891954")] == PINNED_SHIFTS
