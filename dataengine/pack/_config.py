@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from dataengine.deid.keys import DeidKey
+from dataengine.deid.policy import DeidPolicy
 from dataengine.errors import ConfigError
 
 __all__ = ["PackConfig", "PackSummary", "QuarantineEntry"]
@@ -27,6 +29,12 @@ class PackConfig:
     key (``dataengine.deid.load_key``; raw ``bytes`` are accepted and wrapped).
     ``name``: dataset name, default the dataset folder's name.
     ``max_file_bytes``: larger input files are quarantined, not read (bytes).
+    ``deid``: the de-identification policy (date mode, kept private tags,
+    burned-in annotation; ``dataengine.deid.DeidPolicy``).
+    ``index_file``: a CSV/JSONL index linking files to studies (None: one
+    folder per study); see ``dataengine/pack/_discover.py``.
+    ``report_json_field``: the JSON field (or XML element) holding a
+    report's text; a dotted path ("a.b") walks nested objects.
     """
 
     key: DeidKey
@@ -34,8 +42,20 @@ class PackConfig:
     workers: int = field(default_factory=_default_workers)
     name: str | None = None
     max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    deid: DeidPolicy = field(default_factory=DeidPolicy)
+    index_file: Path | None = None
+    report_json_field: str = "report"
 
     def __post_init__(self) -> None:
+        if isinstance(self.index_file, str):
+            object.__setattr__(self, "index_file", Path(self.index_file))
+        field_path = self.report_json_field
+        if not isinstance(field_path, str) or not all(field_path.split(".")):
+            raise ConfigError(
+                "pack.report_json_field", f"must be a name or dotted path, got {field_path!r}"
+            )
+        if not isinstance(self.deid, DeidPolicy):
+            raise ConfigError("pack.deid", f"must be a DeidPolicy, got {type(self.deid).__name__}")
         if isinstance(self.key, bytes | bytearray):
             object.__setattr__(self, "key", DeidKey(bytes(self.key)))
         if not isinstance(self.key, DeidKey):
@@ -53,9 +73,10 @@ class PackConfig:
 @dataclass(frozen=True)
 class QuarantineEntry:
     """One input that was not packed. ``path`` is relative to the raw folder;
-    ``kind`` classifies the reason (``decode``, ``deid``, ``empty_file``,
-    ``too_large``, ``unsupported_type``, ``read_error``, ``no_usable_files``,
-    ``internal``); ``exception`` is the type name of the error, if any."""
+    ``kind`` classifies the reason (``decode``, ``deid``,
+    ``burned_in_annotation``, ``empty_file``, ``too_large``,
+    ``unsupported_type``, ``read_error``, ``no_usable_files``, ``internal``);
+    ``exception`` is the type name of the error, if any."""
 
     path: str
     kind: str
@@ -108,8 +129,18 @@ class PackSummary:
             f"  quarantined: {kv(self.quarantined)} (see quarantine.jsonl)",
             f"  redactions: {kv(self.redactions)}",
             f"  de-identification: profile {self.deid.get('profile')}, "
-            f"{self.deid.get('private_tags_removed', 0)} private tags removed, "
-            f"{self.deid.get('uids_remapped', 0)} UIDs remapped",
+            f"dates {'removed' if self.deid.get('date_mode') == 'remove' else 'shifted'}; "
+            f"DICOM elements "
+            f"{self.deid.get('dicom_elements_removed', 0)} removed, "
+            f"{self.deid.get('dicom_elements_emptied', 0)} emptied, "
+            f"{self.deid.get('dicom_elements_replaced', 0)} replaced; "
+            f"{self.deid.get('uids_remapped', 0)} UIDs remapped; "
+            f"{self.deid.get('dates_shifted', 0)} dates shifted, "
+            f"{self.deid.get('dates_removed', 0)} removed; private tags "
+            f"{self.deid.get('private_tags_removed', 0)} removed, "
+            f"{self.deid.get('private_tags_kept', 0)} kept; EDF "
+            f"{self.deid.get('edf_annotations_redacted', 0)} annotations redacted, "
+            f"{self.deid.get('edf_labels_replaced', 0)} labels replaced",
             f"  time: {self.elapsed_s:.2f} s ({self.studies_per_s:.1f} studies/s)",
         ]
         return "\n".join(lines)

@@ -7,17 +7,42 @@ from collections.abc import Sequence
 
 import pydicom
 
-from dataengine.formats.dicom import decode_series, read_dicom
+from dataengine.formats.dicom import decode_series, pick_series, read_dicom, require_image
 from dataengine.formats.edf import decode_edf
 from dataengine.formats.text import decode_report_bytes
 
-__all__ = ["check_edf", "check_series", "decode_report", "load_dicom"]
+__all__ = [
+    "check_dicom_image",
+    "check_edf",
+    "check_series",
+    "decode_report",
+    "dicom_frames",
+    "load_dicom",
+    "pick_series",
+]
 
 
 def load_dicom(data: bytes, *, name: str = "") -> pydicom.Dataset:
     """Parse a Part-10 file (pixel data not yet decoded); ``DecodeError`` if
     it is not DICOM."""
     return read_dicom(data, name=name)
+
+
+def check_dicom_image(ds: pydicom.Dataset, *, name: str = "") -> None:
+    """``NotAnImageError`` (kind ``not_image``, naming the SOP class) for a
+    non-image object such as a structured report or a DICOMDIR;
+    ``DecodeError`` for an image class without pixel data or a transfer
+    syntax no installed decoder handles (named). Decodes nothing."""
+    require_image(ds, name=name)
+
+
+def dicom_frames(ds: pydicom.Dataset) -> int:
+    """NumberOfFrames of an image (1 when absent or unreadable): what the
+    served volume's choice among series counts (``formats.dicom.pick_series``)."""
+    try:
+        return max(1, int(ds.get("NumberOfFrames", 1) or 1))
+    except (TypeError, ValueError):
+        return 1
 
 
 def check_series(

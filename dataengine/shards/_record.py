@@ -14,6 +14,8 @@ from dataengine.v1 import record_pb2
 __all__ = ["decode_record", "decompress_value", "encode_record"]
 
 ZSTD_LEVEL = 3
+# A record is one protobuf message, and protobuf messages stay below 2 GiB.
+MAX_RECORD_BYTES = (1 << 31) - 1
 _local = threading.local()
 
 
@@ -32,12 +34,28 @@ def _decompressor() -> zstandard.ZstdDecompressor:
 
 
 def encode_record(record: record_pb2.StudyRecord) -> bytes:
-    """Serialize and compress a record into an LMDB value."""
-    return _compressor().compress(record.SerializeToString())
+    """Serialize (deterministically: map fields in key order, so equal records
+    give equal bytes however they were built) and compress a record into an
+    LMDB value."""
+    return _compressor().compress(record.SerializeToString(deterministic=True))
 
 
 def decompress_value(value: bytes, *, sample_id: int | None = None) -> bytes:
-    """Decompress one LMDB value; a checksum or framing failure is ``DataLossError``."""
+    """Decompress one LMDB value; a checksum or framing failure is ``DataLossError``.
+
+    The frame header's content size is checked before anything is allocated:
+    a flipped bit there could otherwise ask for exabytes (``MemoryError``).
+    """
+    try:
+        size = zstandard.frame_content_size(value)
+    except zstandard.ZstdError as exc:
+        raise DataLossError(f"record is not a zstd frame: {exc}", sample_id=sample_id) from exc
+    if size > MAX_RECORD_BYTES:
+        raise DataLossError(
+            f"record is corrupt: its zstd frame header declares {size} bytes, more than "
+            f"a record can hold ({MAX_RECORD_BYTES})",
+            sample_id=sample_id,
+        )
     try:
         return _decompressor().decompress(value)
     except zstandard.ZstdError as exc:
