@@ -1,10 +1,12 @@
-"""Assemble an engine: worker pool + L0 cache + gRPC server with reflection,
-health checking and (optionally) a Prometheus endpoint."""
+"""Assemble an engine: worker pool + storage tiers (L0 RAM, L1 disk, L2 the
+dataset) + gRPC server with reflection, health checking and (optionally) a
+Prometheus endpoint."""
 
 from __future__ import annotations
 
 import logging
 import socket
+import time
 import uuid
 from concurrent import futures
 from pathlib import Path
@@ -17,11 +19,15 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from dataengine.errors import ConfigError
 from dataengine.server.config import ServerConfig
+from dataengine.server.drain import DrainGate
 from dataengine.server.pool import WorkerPool
 from dataengine.server.service import DataEngineServicer
 from dataengine.server.stats import PrometheusCollector, StatsRecorder
 from dataengine.shards import Manifest
+from dataengine.tiers.disk import DiskCache, default_disk_budget
 from dataengine.tiers.ram import RamCache
+from dataengine.tiers.shared import SharedTier
+from dataengine.tiers.stack import TierStack
 from dataengine.v1 import dataengine_pb2 as pb
 
 __all__ = ["GRPC_OPTIONS", "SERVICE_NAME", "EngineServer", "create_server"]
@@ -91,9 +97,13 @@ class EngineServer:
         self.engine_id = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
         self.stats = StatsRecorder(self.engine_id, config.worker_count, sorted(self.manifests))
         self.cache = RamCache(config.ram_cache_bytes)
-        self.stats.caches["ram"] = self.cache.counters
-        self.pool = WorkerPool(config.worker_count, self._roots)
+        self.shared = SharedTier(self.manifests, self._roots)
+        self.disk: DiskCache | None = None
+        self.tiers = TierStack(self.cache, None, self.shared)
+        self.stats.tiers = self.tiers.counters
+        self.pool = WorkerPool(config.worker_count)
         self.health = health.HealthServicer()
+        self._drain = DrainGate(f"/{SERVICE_NAME}/StreamSamples")
         self._server: grpc.Server | None = None
         self._metrics: Any = None
         self.port = 0
@@ -113,18 +123,25 @@ class EngineServer:
 
     def _start(self) -> EngineServer:
         if self.config.cache_dir is not None:
-            _LOG.warning(
-                "--cache-dir %s: the L1 (NVMe) tier is not implemented yet; only the RAM "
-                "cache is used",
+            budget = self.config.disk_cache_bytes
+            if budget is None:
+                budget = default_disk_budget(self.config.cache_dir)
+                _LOG.info("L1 budget not given: %d bytes (90%% of the disk's room)", budget)
+            self.disk = DiskCache(
                 self.config.cache_dir,
-            )
+                budget,
+                fill_threads=self.config.fill_threads,
+                on_source_read=self.shared.add_read,
+            ).start()
+            self.tiers.disk = self.disk
         self.pool.start()
         servicer = DataEngineServicer(
             self.manifests,
             self.pool,
-            self.cache,
+            self.tiers,
             self.stats,
             self.config.window,
+            self.config.ahead,
             self.config.tokenizer_dir,
         )
         server = grpc.server(
@@ -132,6 +149,7 @@ class EngineServer:
                 max_workers=_rpc_threads(self.config.worker_count), thread_name_prefix="grpc"
             ),
             options=GRPC_OPTIONS,
+            interceptors=(self._drain,),
         )
         server.add_generic_rpc_handlers((_handlers(servicer),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
@@ -155,12 +173,13 @@ class EngineServer:
         for service in ("", SERVICE_NAME):
             self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         _LOG.info(
-            "engine %s serving %s on %s (workers=%d, ram_cache=%d bytes)",
+            "engine %s serving %s on %s (workers=%d, L0 ram_cache=%d bytes, L1 %s)",
             self.engine_id,
             ",".join(sorted(self.manifests)),
             self.address,
             self.config.worker_count,
             self.config.ram_cache_bytes,
+            f"{self.disk.directory} ({self.disk.budget_bytes} bytes)" if self.disk else "off",
         )
         return self
 
@@ -169,17 +188,24 @@ class EngineServer:
         return self._server.wait_for_termination(timeout) if self._server else True
 
     def stop(self, grace: float | None = None) -> None:
-        """Stop accepting streams, let in-flight ones finish for up to
-        ``grace`` seconds (default: the config's), then stop the workers."""
+        """Drain: health turns NOT_SERVING and new streams are refused with
+        UNAVAILABLE (clients fail over), in-flight ones may finish for up to
+        ``grace`` seconds (default: the config's); then stop the workers."""
+        grace = self.config.grace_seconds if grace is None else grace
+        deadline = time.monotonic() + grace
         self.health.enter_graceful_shutdown()
+        self._drain.close()
         if self._server is not None:
-            self._server.stop(self.config.grace_seconds if grace is None else grace).wait()
+            self._drain.wait_idle(grace)
+            self._server.stop(max(0.0, deadline - time.monotonic())).wait()
             self._server = None
         if self._metrics is not None:
             self._metrics.shutdown()
             self._metrics.server_close()
             self._metrics = None
         self.pool.stop()
+        if self.disk is not None:
+            self.disk.stop()
         _LOG.info("engine %s stopped", self.engine_id)
 
     def __enter__(self) -> EngineServer:

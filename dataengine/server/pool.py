@@ -10,10 +10,8 @@ import concurrent.futures as cf
 import logging
 import multiprocessing
 import threading
-from pathlib import Path
 
-from dataengine.pipeline.spec import PipelineSpec
-from dataengine.server.tasks import TaskResult, init_worker, produce_sample
+from dataengine.server.tasks import SampleTask, TaskResult, init_worker, produce_sample
 
 __all__ = ["WorkerPool"]
 
@@ -28,9 +26,8 @@ class WorkerPool:
     """``start()`` spawns ``workers`` processes and waits until each has
     imported the pipeline; ``stop()`` cancels queued work and joins them."""
 
-    def __init__(self, workers: int, dataset_roots: dict[str, Path]) -> None:
+    def __init__(self, workers: int) -> None:
         self.workers = workers
-        self._roots = {name: str(root) for name, root in dataset_roots.items()}
         self._executor: cf.ProcessPoolExecutor | None = None
         self._pending = 0
         self._lock = threading.Lock()
@@ -44,7 +41,6 @@ class WorkerPool:
             max_workers=self.workers,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=init_worker,
-            initargs=(self._roots,),
         )
         cf.wait([executor.submit(_ready) for _ in range(self.workers)])
         return executor
@@ -67,27 +63,15 @@ class WorkerPool:
         """Tasks submitted and not finished (the decode queue depth)."""
         return self._pending
 
-    def submit(
-        self,
-        dataset: str,
-        sample_id: int,
-        spec: PipelineSpec,
-        seed: int,
-        epoch: int,
-        prefix_blob: bytes | None,
-        want_prefix: bool = True,
-    ) -> cf.Future[TaskResult]:
-        """Queue one sample; ``want_prefix`` asks for the decoded prefix back
-        (only worth its IPC when the front will cache it)."""
+    def submit(self, task: SampleTask) -> cf.Future[TaskResult]:
+        """Queue one task (``tasks.produce_sample`` runs it in a worker)."""
         with self._lock:
             if self._executor is None:
                 raise RuntimeError("worker pool is not started")
             executor = self._executor
             self._pending += 1
         try:
-            future = executor.submit(
-                produce_sample, dataset, sample_id, spec, seed, epoch, prefix_blob, want_prefix
-            )
+            future = executor.submit(produce_sample, task)
         except BaseException:
             self._done(None)
             raise

@@ -3,19 +3,23 @@
 ``StreamSamples`` returns already-serialized ``Sample`` bytes produced by the
 worker pool; the method handler is registered with an identity serializer
 (see ``app.py``), so tensor bytes are never decoded or re-encoded here.
+
+A stream claims all its ids in the storage tiers when it arrives (L0 pins,
+L1 shard fills start: the prefetch), then keeps ``window`` ready samples in
+the pool and decodes up to ``ahead`` more into L0 (``dataengine/tiers/``).
 """
 
 from __future__ import annotations
 
-import collections
 import concurrent.futures as cf
+import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import grpc
 
@@ -24,15 +28,20 @@ from dataengine.pipeline.spec import PipelineSpec
 from dataengine.server.pool import WorkerPool
 from dataengine.server.requests import resolve_dataset, resolve_pipeline, validate_sample_ids
 from dataengine.server.stats import StatsRecorder
-from dataengine.server.tasks import TaskResult
+from dataengine.server.tasks import SampleTask, TaskResult
 from dataengine.shards import Manifest
-from dataengine.tiers.ram import RamCache
+from dataengine.tiers.stack import Claim, TierStack
 from dataengine.v1 import dataengine_pb2 as pb
 
 __all__ = ["DataEngineServicer"]
 
 _LOG = logging.getLogger(__name__)
 _POLL_S = 0.5
+
+
+def _prefix_seconds(result: TaskResult) -> float:
+    """What decoding the sample's prefix cost (read + decompress + decode)."""
+    return sum(result.timings.get(stage, 0.0) for stage in ("read", "decompress", "decode"))
 
 
 class EngineBusyError(DataEngineError):
@@ -50,24 +59,28 @@ _STATUS = {
 
 
 class DataEngineServicer:
-    """The three RPCs over one engine's datasets, pool, L0 cache and stats.
-    ``window`` is how many samples of one stream may be in the pool at once."""
+    """The three RPCs over one engine's datasets, pool, tiers and stats.
+    ``window`` is how many samples of one stream may be in the pool at once;
+    ``ahead`` how many more of its requested samples may be decoded ahead
+    into L0 meanwhile (0: none)."""
 
     def __init__(
         self,
         manifests: dict[str, Manifest],
         pool: WorkerPool,
-        cache: RamCache,
+        tiers: TierStack,
         stats: StatsRecorder,
         window: int,
+        ahead: int = 0,
         tokenizer_dir: Path | None = None,
     ) -> None:
         self._manifests = manifests
         self._tokenizer_dir = tokenizer_dir
         self._pool = pool
-        self._cache = cache
+        self._tiers = tiers
         self._stats = stats
         self._window = window
+        self._ahead = ahead if tiers.ram.budget_bytes > 0 else 0
         self._active = 0
         self._active_lock = threading.Lock()
         stats.gauges["streams_active"] = lambda: self._active
@@ -117,37 +130,100 @@ class DataEngineServicer:
         request: pb.SampleRequest,
         cancelled: threading.Event,
     ) -> Iterator[bytes]:
-        prefix_key = spec.prefix_key()
-        cacheable = self._cache.budget_bytes > 0
-        todo = collections.deque(request.sample_ids)
-        inflight: set[cf.Future[TaskResult]] = set()
+        """Serve ``request``'s ids: claim them in the tiers at once (L0 pins,
+        shard fills start), send up to ``window`` ready ones to the pool,
+        decode up to ``ahead`` more into L0, yield results as they finish."""
+        tiers = self._tiers
+        want_prefix = tiers.ram.budget_bytes > 0
+        reserve = tiers.ram.cost(spec.prefix_bytes)
+        todo = tiers.claim(dataset, request.sample_ids, spec.prefix_key())
+        inflight: dict[cf.Future[TaskResult], Claim] = {}
+        ahead: dict[cf.Future[TaskResult], Claim] = {}
+        decoding_ahead: set[Claim] = set()
+        stalled_since: float | None = None
+        # How far into the request each pass looks: the near future only, so a
+        # request of thousands of ids costs O(window) per pass, not O(ids).
+        horizon = 2 * self._window + self._ahead
         try:
             while (todo or inflight) and not cancelled.is_set():
-                while todo and len(inflight) < self._window:
-                    sid = todo.popleft()
-                    blob = self._cache.get((dataset, sid, prefix_key))
-                    inflight.add(
-                        self._pool.submit(
-                            dataset, sid, spec, request.seed, request.epoch, blob, cacheable
+                # 1. Ready claims to the pool, in request order, up to the window.
+                submitted = False
+                i = 0
+                while i < min(len(todo), horizon) and len(inflight) < self._window:
+                    claim = todo[i]
+                    if claim in decoding_ahead or not claim.ready():
+                        i += 1
+                        continue
+                    del todo[i]
+                    task = SampleTask(dataset, claim.sample_id, spec, request.seed, request.epoch)
+                    blob = tiers.take_blob(claim, stalled_since)
+                    if blob is not None:
+                        task = dataclasses.replace(task, prefix_blob=blob)
+                    else:
+                        where = tiers.location(claim, stalled_since)
+                        task = dataclasses.replace(task, shard=where, want_prefix=want_prefix)
+                    inflight[self._pool.submit(task)] = claim
+                    submitted = True
+                if submitted:
+                    stalled_since = None
+                elif todo and len(inflight) < self._window and stalled_since is None:
+                    stalled_since = time.monotonic()
+                # 2. Decode ahead into L0 what waits behind the window.
+                for claim in todo[:horizon]:
+                    if len(ahead) >= self._ahead:
+                        break
+                    if claim not in decoding_ahead and tiers.start_ahead(claim, reserve):
+                        task = SampleTask(
+                            dataset,
+                            claim.sample_id,
+                            spec,
+                            request.seed,
+                            request.epoch,
+                            shard=tiers.location(claim),
+                            prefix_only=True,
                         )
-                    )
-                done, _ = cf.wait(inflight, timeout=_POLL_S, return_when=cf.FIRST_COMPLETED)
+                        ahead[self._pool.submit(task)] = claim
+                        decoding_ahead.add(claim)
+                # 3. Wait for a result, a decode ahead or a shard fill.
+                waiting: set[cf.Future[Any]] = set(inflight) | set(ahead)
+                waiting.update(
+                    c.lease.future
+                    for c in todo[:horizon]
+                    if c.lease is not None and not c.lease.future.done()
+                )
+                done, _ = cf.wait(waiting, timeout=_POLL_S, return_when=cf.FIRST_COMPLETED)
                 for future in done:
-                    inflight.discard(future)
+                    early = ahead.pop(future, None)
+                    if early is not None:
+                        result = future.result()
+                        decoding_ahead.discard(early)
+                        tiers.book_read(early, result.read_tier, result.read_bytes)
+                        tiers.finish_ahead(early, result.prefix_blob, _prefix_seconds(result))
+                        self._stats.add_stage_times(result.timings)
+                        continue
+                    served = inflight.pop(future, None)
+                    if served is None:
+                        continue  # a shard fill finished
                     result = future.result()
+                    tiers.done(served, result.read_tier, result.read_bytes)
                     if result.prefix_blob is not None:
-                        self._cache.put((dataset, result.sample_id, prefix_key), result.prefix_blob)
+                        tiers.store(served, result.prefix_blob, _prefix_seconds(result))
+                    # Counted when handed to gRPC: a client that has all it asked
+                    # for may cancel before the generator resumes after a yield.
                     if result.error_kind is not None:
                         self._stats.add_error(result.error_kind)
+                    else:
+                        self._stats.add_served(1, len(result.sample_bytes))
+                    self._stats.add_stage_times(result.timings)
                     t0 = time.perf_counter()
                     yield result.sample_bytes
-                    result.timings["send"] = time.perf_counter() - t0
-                    self._stats.add_stage_times(result.timings)
-                    if result.error_kind is None:
-                        self._stats.add_served(1, len(result.sample_bytes))
+                    self._stats.add_stage_times({"send": time.perf_counter() - t0})
         finally:
-            for future in inflight:
+            for future, claim in [*inflight.items(), *ahead.items()]:
                 future.cancel()
+                tiers.abandon(claim)
+            for claim in todo:
+                tiers.abandon(claim)
 
     def GetStats(
         self, request: pb.GetStatsRequest, context: grpc.ServicerContext

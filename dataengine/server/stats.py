@@ -12,20 +12,42 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from dataengine import __version__
-from dataengine.tiers.ram import CacheCounters
+from dataengine.tiers.counters import CacheCounters
 from dataengine.v1 import dataengine_pb2 as pb
 
-__all__ = ["STAGES", "PrometheusCollector", "StatsRecorder"]
+__all__ = ["STAGES", "PrometheusCollector", "StatsRecorder", "cache_stats"]
 
 # Pipeline stages in data-path order; "send" is time the front spends handing
 # bytes to gRPC (it grows when clients do not keep up).
 STAGES = ("read", "decompress", "decode", "augment", "serialize", "send")
 _RATE_WINDOW_S = 10.0
+# Per-tier figures as medstream_engine_cache_<field>{tier="L0"|"L1"|"L2"}.
+_TIER_METRICS: tuple[tuple[str, str, type[CounterMetricFamily | GaugeMetricFamily]], ...] = (
+    (
+        "hits",
+        "Samples found in the tier (L2: reads from the shared filesystem)",
+        CounterMetricFamily,
+    ),
+    ("misses", "Samples not found in the tier", CounterMetricFamily),
+    ("evictions", "Entries evicted to stay within the budget", CounterMetricFamily),
+    ("bytes_read", "Bytes read out of the tier", CounterMetricFamily),
+    ("bytes_held", "Bytes held in the tier", GaugeMetricFamily),
+    ("budget_bytes", "Byte budget of the tier (0: none)", GaugeMetricFamily),
+    ("entries", "Entries held (L0: samples, L1/L2: shards)", GaugeMetricFamily),
+    ("fills", "Entries written (L0: prefixes decoded, L1: shards copied)", CounterMetricFamily),
+    ("fill_seconds_total", "Seconds spent on fills", CounterMetricFamily),
+    ("fill_mean_ms", "Mean fill latency, milliseconds", GaugeMetricFamily),
+    ("prefetch_fills", "Fills completed before a stream needed them", CounterMetricFamily),
+    ("prefetch_lead_mean_ms", "Mean lead of prefetch fills over first use, ms", GaugeMetricFamily),
+    ("waits", "Times a stream waited for a fill in progress", CounterMetricFamily),
+    ("wait_seconds_total", "Seconds streams waited for fills", CounterMetricFamily),
+)
 
 
 class StatsRecorder:
     """Thread-safe counters. ``gauges`` are callables sampled at read time
-    (queue depths); ``caches`` return ``CacheCounters`` per tier name."""
+    (queue depths); ``tiers`` returns ``CacheCounters`` per tier ("L0", "L1",
+    "L2"), also sampled at read time."""
 
     def __init__(self, engine_id: str, workers: int, datasets: list[str]) -> None:
         self.engine_id = engine_id
@@ -41,7 +63,7 @@ class StatsRecorder:
         self._errors: collections.Counter[str] = collections.Counter()
         self._recent: collections.deque[tuple[float, int]] = collections.deque()
         self.gauges: dict[str, Callable[[], int]] = {}
-        self.caches: dict[str, Callable[[], CacheCounters]] = {}
+        self.tiers: Callable[[], Mapping[str, CacheCounters]] = dict
 
     def add_stage_times(self, timings: Mapping[str, float]) -> None:
         with self._lock:
@@ -103,20 +125,32 @@ class StatsRecorder:
             )
         for name, gauge in self.gauges.items():
             msg.queue_depths[name] = gauge()
-        for tier, read in self.caches.items():
-            c = read()
-            msg.caches.append(
-                pb.CacheStats(
-                    tier=tier,
-                    hits=c.hits,
-                    misses=c.misses,
-                    bytes_held=c.bytes_held,
-                    budget_bytes=c.budget_bytes,
-                    entries=c.entries,
-                    evictions=c.evictions,
-                )
-            )
+        for tier, c in self.tiers().items():
+            msg.caches.append(cache_stats(tier, c))
         return msg
+
+
+def cache_stats(tier: str, c: CacheCounters) -> pb.CacheStats:
+    """One tier's counters as the wire message (means in milliseconds)."""
+    return pb.CacheStats(
+        tier=tier,
+        hits=c.hits,
+        misses=c.misses,
+        bytes_held=c.bytes_held,
+        budget_bytes=c.budget_bytes,
+        entries=c.entries,
+        evictions=c.evictions,
+        bytes_read=c.bytes_read,
+        fills=c.fills,
+        fill_seconds_total=c.fill_seconds_total,
+        fill_mean_ms=1e3 * c.fill_seconds_total / c.fills if c.fills else 0.0,
+        prefetch_fills=c.prefetch_fills,
+        prefetch_lead_mean_ms=(
+            1e3 * c.prefetch_lead_seconds_total / c.prefetch_fills if c.prefetch_fills else 0.0
+        ),
+        waits=c.waits,
+        wait_seconds_total=c.wait_seconds_total,
+    )
 
 
 class PrometheusCollector(Collector):
@@ -162,13 +196,7 @@ class PrometheusCollector(Collector):
         for kind, count in s.errors.items():
             errors.add_metric([kind], count)
         yield errors
-        for field, help_text, family in (
-            ("hits", "Cache hits", CounterMetricFamily),
-            ("misses", "Cache misses", CounterMetricFamily),
-            ("evictions", "Cache evictions", CounterMetricFamily),
-            ("bytes_held", "Bytes held in the tier", GaugeMetricFamily),
-            ("budget_bytes", "Byte budget of the tier", GaugeMetricFamily),
-        ):
+        for field, help_text, family in _TIER_METRICS:
             metric = family(f"medstream_engine_cache_{field}", help_text, labels=["tier"])
             for c in s.caches:
                 metric.add_metric([c.tier], getattr(c, field))

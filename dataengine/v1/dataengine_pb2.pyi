@@ -133,7 +133,7 @@ class StageStats(_message.Message):
     def __init__(self, stage: _Optional[str] = ..., count: _Optional[int] = ..., total_seconds: _Optional[float] = ..., mean_ms: _Optional[float] = ...) -> None: ...
 
 class CacheStats(_message.Message):
-    __slots__ = ("tier", "hits", "misses", "bytes_held", "budget_bytes", "entries", "evictions", "bytes_read", "fills", "fill_seconds_total", "fill_mean_ms", "prefetch_fills", "prefetch_lead_mean_ms")
+    __slots__ = ("tier", "hits", "misses", "bytes_held", "budget_bytes", "entries", "evictions", "bytes_read", "fills", "fill_seconds_total", "fill_mean_ms", "prefetch_fills", "prefetch_lead_mean_ms", "waits", "wait_seconds_total")
     TIER_FIELD_NUMBER: _ClassVar[int]
     HITS_FIELD_NUMBER: _ClassVar[int]
     MISSES_FIELD_NUMBER: _ClassVar[int]
@@ -147,6 +147,8 @@ class CacheStats(_message.Message):
     FILL_MEAN_MS_FIELD_NUMBER: _ClassVar[int]
     PREFETCH_FILLS_FIELD_NUMBER: _ClassVar[int]
     PREFETCH_LEAD_MEAN_MS_FIELD_NUMBER: _ClassVar[int]
+    WAITS_FIELD_NUMBER: _ClassVar[int]
+    WAIT_SECONDS_TOTAL_FIELD_NUMBER: _ClassVar[int]
     tier: str
     hits: int
     misses: int
@@ -160,7 +162,9 @@ class CacheStats(_message.Message):
     fill_mean_ms: float
     prefetch_fills: int
     prefetch_lead_mean_ms: float
-    def __init__(self, tier: _Optional[str] = ..., hits: _Optional[int] = ..., misses: _Optional[int] = ..., bytes_held: _Optional[int] = ..., budget_bytes: _Optional[int] = ..., entries: _Optional[int] = ..., evictions: _Optional[int] = ..., bytes_read: _Optional[int] = ..., fills: _Optional[int] = ..., fill_seconds_total: _Optional[float] = ..., fill_mean_ms: _Optional[float] = ..., prefetch_fills: _Optional[int] = ..., prefetch_lead_mean_ms: _Optional[float] = ...) -> None: ...
+    waits: int
+    wait_seconds_total: float
+    def __init__(self, tier: _Optional[str] = ..., hits: _Optional[int] = ..., misses: _Optional[int] = ..., bytes_held: _Optional[int] = ..., budget_bytes: _Optional[int] = ..., entries: _Optional[int] = ..., evictions: _Optional[int] = ..., bytes_read: _Optional[int] = ..., fills: _Optional[int] = ..., fill_seconds_total: _Optional[float] = ..., fill_mean_ms: _Optional[float] = ..., prefetch_fills: _Optional[int] = ..., prefetch_lead_mean_ms: _Optional[float] = ..., waits: _Optional[int] = ..., wait_seconds_total: _Optional[float] = ...) -> None: ...
 
 class EngineStats(_message.Message):
     __slots__ = ("engine_id", "version", "uptime_seconds", "samples_served", "bytes_served", "samples_per_second", "stages", "queue_depths", "caches", "errors", "workers", "bottleneck_stage", "streams_total", "datasets")

@@ -4,6 +4,8 @@ the client is told which sample was lost."""
 from __future__ import annotations
 
 import shutil
+import socket
+import urllib.request
 from pathlib import Path
 
 import grpc
@@ -39,7 +41,10 @@ def test_flipped_bit_loses_one_sample_and_nothing_else(
     damaged = tmp_path / "synthetic"
     shutil.copytree(packed_dataset, damaged)
     _flip_a_bit_of(damaged, 5)
-    proc = start_engine([damaged])
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        metrics_port = s.getsockname()[1]
+    proc = start_engine([damaged], "--metrics-port", str(metrics_port))
     with EngineClient(proc.address, seed=0, batch_size=4) as client:
         batches = list(client.batches(epochs=1))
         lost = list(client.lost)
@@ -51,6 +56,9 @@ def test_flipped_bit_loses_one_sample_and_nothing_else(
         stats = pb_grpc.DataEngineStub(channel).GetStats(pb.GetStatsRequest(), timeout=10)
     assert dict(stats.errors) == {"data_loss": 1}
     assert stats.samples_served == 11
+    metrics = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10)
+    text = metrics.read().decode()
+    assert 'medstream_engine_errors_total{kind="data_loss"} 1.0' in text
 
 
 def test_systematic_loss_exhausts_the_failure_budget(

@@ -63,7 +63,7 @@ def test_grpcurl_lists_and_calls_the_service_through_reflection(engine: str) -> 
     ]
     assert stats["workers"] == 2
     assert set(stats["queue_depths"]) == {"streams_active", "worker_tasks_pending"}
-    assert stats["caches"][0]["tier"] == "ram"
+    assert stats["caches"][0]["tier"] == "L0"
     described = json.loads(_grpcurl("-d", "{}", engine, "dataengine.v1.DataEngine/DescribeDataset"))
     assert described["name"] == "synthetic"
     assert int(described["num_samples"]) == 12
@@ -170,7 +170,7 @@ def test_stats_cli_and_prometheus_show_the_same_counters(
     text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read()
     metrics = text.decode()
     assert "medstream_engine_samples_served_total 24.0" in metrics
-    assert 'medstream_engine_cache_hits_total{tier="ram"} 12.0' in metrics
+    assert 'medstream_engine_cache_hits_total{tier="L0"} 12.0' in metrics
     assert 'medstream_engine_stage_seconds_total{stage="decode"}' in metrics
     human = subprocess.run(
         [sys.executable, "-m", "dataengine", "stats", proc.address],

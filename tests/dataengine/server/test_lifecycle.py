@@ -53,3 +53,22 @@ def test_bad_config_names_the_field(packed_dataset: Path) -> None:
         ServerConfig(datasets=(packed_dataset,), workers=-1)
     with pytest.raises(ConfigError, match=r"^datasets"):
         ServerConfig(datasets=())
+
+
+def test_a_killed_engine_takes_its_decode_workers_with_it(
+    packed_dataset: Path, start_engine
+) -> None:
+    """SIGKILL gives the engine no chance to stop its pool: the workers must
+    notice on their own that their parent is gone and exit, not linger
+    reparented to init."""
+    import signal
+
+    import psutil
+
+    engine = start_engine([packed_dataset], "--workers", "2")
+    children = psutil.Process(engine.proc.pid).children(recursive=True)
+    workers = [c for c in children if "resource_tracker" not in " ".join(c.cmdline())]
+    assert len(workers) >= 2
+    engine.stop(signal.SIGKILL)
+    _, alive = psutil.wait_procs(children, timeout=15)
+    assert [p.pid for p in alive if p.status() != psutil.STATUS_ZOMBIE] == []
