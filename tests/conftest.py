@@ -69,10 +69,7 @@ class EngineProcess:
         return self.proc.wait(timeout)
 
 
-@pytest.fixture
-def start_engine() -> Iterator:
-    """Factory: ``start_engine([dataset_dir], *flags) -> EngineProcess``;
-    every engine started is stopped (and must exit cleanly) at teardown."""
+def _engine_factory() -> Iterator:
     started: list[EngineProcess] = []
 
     def _start(datasets: list[Path], *args: str) -> EngineProcess:
@@ -81,8 +78,31 @@ def start_engine() -> Iterator:
         return engine
 
     yield _start
+    for engine in started:  # signal all first: they drain side by side
+        if engine.proc.poll() is None:
+            engine.proc.send_signal(signal.SIGCONT)  # a test may have frozen it
+            engine.proc.send_signal(signal.SIGTERM)
     for engine in started:
         engine.stop()
+
+
+@pytest.fixture
+def start_engine() -> Iterator:
+    """Factory: ``start_engine([dataset_dir], *flags) -> EngineProcess``;
+    every engine started is stopped (and must exit cleanly) at teardown."""
+    yield from _engine_factory()
+
+
+@pytest.fixture(scope="module")
+def start_module_engine() -> Iterator:
+    """``start_engine`` for engines shared by one test module."""
+    yield from _engine_factory()
+
+
+@pytest.fixture(scope="session")
+def start_session_engine() -> Iterator:
+    """``start_engine`` for engines shared by the whole session."""
+    yield from _engine_factory()
 
 
 @pytest.fixture(scope="session")

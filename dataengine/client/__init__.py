@@ -3,12 +3,15 @@
 from dataengine.client._client import EngineClient, EngineUnavailableError, LostSample
 from dataengine.client.config import ClientConfig, parse_endpoints
 from dataengine.client.dataset import EngineIterableDataset
+from dataengine.client.stats import ClientStats, FleetEvent
 
 __all__ = [
     "ClientConfig",
+    "ClientStats",
     "EngineClient",
     "EngineIterableDataset",
     "EngineUnavailableError",
+    "FleetEvent",
     "LostSample",
     "parse_endpoints",
 ]

@@ -5,9 +5,19 @@ Order: ``epoch_order(seed, epoch)``; rank ``r`` of ``W`` takes positions
 ``p % W == r`` of each global batch of ``batch_size * W`` positions. The
 cursor ``(epoch, position)`` is the next global position after the last
 yielded batch, so a resume (with any world size) continues exactly.
-Ownership: each shard is served by its rendezvous owner among the endpoints;
-when an owner is unreachable the next-ranked endpoint is asked for the
-samples not yet received, so nothing is lost and nothing is duplicated.
+
+Fleet: each shard is served by its rendezvous owner among the *live*
+engines (``_fleet.py``; with ``ownership=False`` each micro-batch goes whole
+to one live engine, round-robin); up to ``prefetch_batches`` micro-batches are
+requested ahead (the credit window). ``_fetch.py`` fetches one micro-batch
+exactly once per sample whatever happens to the engines: failover to the
+next owner for ids not received, hedges for slow streams, a stall timeout,
+and ``EngineUnavailableError`` after ``unavailable_timeout_s`` without any
+live engine. A monitor thread cancels stalled streams and probes every
+engine's health each ``health_interval_s`` (a drained engine leaves the
+ownership ring, a restarted one rejoins it); ``add_endpoint`` grows the
+fleet. Samples' bytes depend only on ``(seed, epoch, sample_id)``, so
+batches are byte-identical whichever engines serve them.
 """
 
 from __future__ import annotations
@@ -15,8 +25,9 @@ from __future__ import annotations
 import collections
 import concurrent.futures as cf
 import logging
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -25,26 +36,18 @@ import numpy as np
 import torch
 
 from dataengine import tensors
-from dataengine.client.config import ClientConfig
-from dataengine.errors import ConfigError, DataEngineError, DataLossError, NotFoundError
-from dataengine.order import epoch_order, rank_slice, ranked_owners
+from dataengine.client._fetch import EngineUnavailableError, Fetcher, status_error
+from dataengine.client._fleet import Fleet
+from dataengine.client.config import ClientConfig, parse_endpoints
+from dataengine.client.stats import ClientStats
+from dataengine.errors import ConfigError, DataLossError
+from dataengine.order import epoch_order, rank_slice
 from dataengine.v1 import dataengine_pb2 as pb
-from dataengine.v1 import dataengine_pb2_grpc as pb_grpc
 
 __all__ = ["EngineClient", "EngineUnavailableError", "LostSample"]
 
 _LOG = logging.getLogger(__name__)
 _RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
-_CHANNEL_OPTIONS = [
-    ("grpc.max_receive_message_length", 256 << 20),
-    ("grpc.max_send_message_length", 256 << 20),
-]
-
-
-class EngineUnavailableError(DataEngineError, ConnectionError):
-    """No engine could serve a request; the message lists the endpoints tried."""
-
-    kind = "unavailable"
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,12 @@ class LostSample:
 
 @dataclass
 class _Planned:
+    """One micro-batch of the plan: global batch at ``position`` of
+    ``epoch``; the cursor after it is ``(next_epoch, next_position)``."""
+
     epoch: int
+    position: int
+    index: int
     next_epoch: int
     next_position: int
     ids: np.ndarray
@@ -74,45 +82,37 @@ class _Fetched:
     lost: list[LostSample]
 
 
-def _status_error(exc: grpc.RpcError, endpoint: str) -> DataEngineError:
-    code, details = exc.code(), exc.details()
-    message = f"{endpoint}: {code.name}: {details}"
-    if code == grpc.StatusCode.NOT_FOUND:
-        return NotFoundError(message)
-    if code == grpc.StatusCode.INVALID_ARGUMENT:
-        return ConfigError("request", message)
-    return DataEngineError(message)
-
-
 class EngineClient:
-    """See the module docstring. Keyword arguments are ``ClientConfig`` fields."""
+    """See the module docstring. Keyword arguments are ``ClientConfig`` fields.
+    ``stats`` counts failovers, hedges and fleet events (``ClientStats``)."""
 
     def __init__(self, endpoints: Sequence[str] | str, **kwargs: Any) -> None:
         self.config = ClientConfig.create(endpoints, **kwargs)
-        self._channels = {
-            ep: grpc.insecure_channel(ep, options=_CHANNEL_OPTIONS) for ep in self.config.endpoints
-        }
-        self._stubs = {ep: pb_grpc.DataEngineStub(ch) for ep, ch in self._channels.items()}
+        self.stats = ClientStats()
+        self._fleet = Fleet(self.config.endpoints, self.stats)
         try:
             self.dataset = self._describe()
+            self._fleet.probe(self.config.probe_timeout_s)
         except BaseException:
-            self._close_channels()
+            self._fleet.close()
             raise
         self._starts = np.array([s.first_sample_id for s in self.dataset.shards], dtype=np.int64)
-        self._owners: dict[int, list[str]] = {}
+        self._shas = [s.sha256 for s in self.dataset.shards]
         self._epoch = 0
         self._position = 0
         # The most recent lost samples (bounded) and how many were lost in all.
         self.lost: collections.deque[LostSample] = collections.deque(maxlen=1024)
         self.lost_count = 0
         self._lost_in_a_row = 0
-        self._calls = cf.ThreadPoolExecutor(
-            max_workers=max(2, self.config.prefetch_batches * len(self._stubs)),
-            thread_name_prefix="engine-call",
+        self._fetcher = Fetcher(
+            self.config, self._fleet, self.stats, self.dataset.name, self._shards_of
         )
         self._batches = cf.ThreadPoolExecutor(
             max_workers=self.config.prefetch_batches, thread_name_prefix="engine-batch"
         )
+        self._stop = threading.Event()
+        self._monitor = threading.Thread(target=self._watch, name="engine-monitor", daemon=True)
+        self._monitor.start()
 
     # -- dataset ---------------------------------------------------------
 
@@ -120,20 +120,88 @@ class EngineClient:
     def num_samples(self) -> int:
         return int(self.dataset.num_samples)
 
-    def _describe(self) -> pb.DatasetInfo:
+    def _describe(self, endpoints: Sequence[str] | None = None) -> pb.DatasetInfo:
         request = pb.DescribeDatasetRequest(dataset=self.config.dataset or "")
         failures = []
-        for endpoint, stub in self._stubs.items():
+        for endpoint in self._fleet.endpoints() if endpoints is None else endpoints:
             try:
-                return stub.DescribeDataset(request, timeout=self.config.connect_timeout_s)
+                return self._fleet.stub(endpoint).DescribeDataset(
+                    request, timeout=self.config.connect_timeout_s
+                )
             except grpc.RpcError as exc:
                 if exc.code() not in _RETRYABLE:
-                    raise _status_error(exc, endpoint) from None
+                    raise status_error(exc, endpoint) from None
                 failures.append(f"{endpoint} ({exc.code().name})")
         raise EngineUnavailableError(
-            f"no engine answered DescribeDataset within {self.config.connect_timeout_s}s: "
-            + ", ".join(failures)
+            f"UNAVAILABLE: no engine answered DescribeDataset within "
+            f"{self.config.connect_timeout_s}s: " + ", ".join(failures)
         )
+
+    def _shards_of(self, ids: list[int]) -> list[int]:
+        """Shard ids of sample ids."""
+        return (np.searchsorted(self._starts, np.asarray(ids), side="right") - 1).tolist()
+
+    # -- fleet -----------------------------------------------------------
+
+    def live_endpoints(self) -> list[str]:
+        """Engines work is routed to now."""
+        return self._fleet.live()
+
+    def add_endpoint(self, endpoint: str) -> bool:
+        """Add an engine to the fleet (a new or restarted one). If it answers,
+        it must serve the same dataset (same shards and checksums, else
+        ``ConfigError``) and it becomes live at once: positions not yet
+        requested are routed over the fleet including it. If it does not
+        answer yet, the health probes make it live once it does. Returns
+        whether it is live now."""
+        (endpoint,) = parse_endpoints([endpoint])
+        if not self._fleet.add(endpoint):
+            return self._fleet.is_live(endpoint)
+        try:
+            info = self._describe([endpoint])
+        except EngineUnavailableError:
+            _LOG.info("engine %s added; not answering yet, probing it", endpoint)
+            return False
+        except BaseException:
+            self._fleet.remove(endpoint)
+            raise
+        if info.name != self.dataset.name or [s.sha256 for s in info.shards] != self._shas:
+            self._fleet.remove(endpoint)
+            raise ConfigError(
+                "endpoint",
+                f"{endpoint} serves dataset {info.name!r} with other shards than "
+                f"{self.dataset.name!r}; refusing to mix them",
+            )
+        status = self._fleet.probe(self.config.probe_timeout_s, [endpoint]).get(endpoint)
+        return status == "SERVING"
+
+    def remove_endpoint(self, endpoint: str) -> bool:
+        """Stop routing work to ``endpoint`` (its open streams finish); the
+        fleet's other engines take over its shards. False if unknown."""
+        return self._fleet.remove(endpoint)
+
+    def _watch(self) -> None:
+        """Monitor thread: cancel stalled streams; probe health each interval.
+        An engine that does not answer its probe has its idle streams (none
+        of their samples within the probe's time) cancelled and failed over
+        at once, without waiting for the stall timeout; a draining engine
+        (NOT_SERVING) keeps its open streams."""
+        cfg = self.config
+        tick = min(0.5, cfg.stall_timeout_s / 4, cfg.health_interval_s)
+        next_probe = time.monotonic() + cfg.health_interval_s
+        while not self._stop.wait(tick):
+            try:
+                now = time.monotonic()
+                self._fetcher.check_stalls(now)
+                if now >= next_probe:
+                    for endpoint, status in self._fleet.probe(cfg.probe_timeout_s).items():
+                        if status == "NO_ANSWER":
+                            self._fetcher.check_stalls(
+                                time.monotonic(), endpoint, cfg.probe_timeout_s
+                            )
+                    next_probe = time.monotonic() + cfg.health_interval_s
+            except Exception:  # never let the monitor die silently
+                _LOG.exception("engine monitor failed; continuing")
 
     # -- cursor ----------------------------------------------------------
 
@@ -163,16 +231,25 @@ class EngineClient:
             limit = n - (n - position) % size if cfg.drop_last else n
             while position < limit:
                 ids = rank_slice(order, position, cfg.batch_size, cfg.rank, cfg.world_size)
-                position += size
+                index = (position // size) * cfg.world_size + cfg.rank
+                start, position = position, position + size
                 if position >= limit:
-                    yield _Planned(epoch, epoch + 1, 0, ids)
+                    yield _Planned(epoch, start, index, epoch + 1, 0, ids)
                 else:
-                    yield _Planned(epoch, epoch, position, ids)
+                    yield _Planned(epoch, start, index, epoch, position, ids)
             epoch, position = epoch + 1, 0
 
     def batches(self, epochs: int | None = None) -> Iterator[dict[str, torch.Tensor]]:
         """Yield this rank's batches from the cursor on, for ``epochs`` epochs
         (forever when None). Up to ``prefetch_batches`` are requested ahead."""
+        for _epoch, _position, batch in self.positioned_batches(epochs):
+            yield batch
+
+    def positioned_batches(
+        self, epochs: int | None = None
+    ) -> Generator[tuple[int, int, dict[str, torch.Tensor]], None, None]:
+        """As ``batches``, with each batch's epoch and the global position its
+        global batch starts at: ``(epoch, position, batch)``."""
         plan = self._plan(epochs)
         window: collections.deque[_Planned] = collections.deque()
         try:
@@ -182,7 +259,7 @@ class EngineClient:
                     if item is None:
                         break
                     if len(item.ids):
-                        item.future = self._batches.submit(self._fetch_batch, item.epoch, item.ids)
+                        item.future = self._batches.submit(self._fetch_batch, item)
                     window.append(item)
                 if not window:
                     return
@@ -192,80 +269,16 @@ class EngineClient:
                     self._account(fetched.lost, len(fetched.batch["sample_id"]))
                 self._epoch, self._position = item.next_epoch, item.next_position
                 if fetched is not None and len(fetched.batch["sample_id"]):
-                    yield fetched.batch
+                    self.stats.batch_yielded()
+                    yield item.epoch, item.position, fetched.batch
         finally:
             for pending in window:
                 if pending.future is not None:
                     pending.future.cancel()
 
-    def _fetch_batch(self, epoch: int, ids: np.ndarray) -> _Fetched:
-        """Fetch one micro-batch: each id from its shard's owner, then from the
-        next-ranked engines; when every engine has failed, retry with backoff
-        for up to ``unavailable_timeout_s`` before giving up."""
-        received: dict[int, pb.Sample] = {}
-        wanted = [int(i) for i in ids]
-        attempt, backoff, gave_up_at = 0, 0.25, None
-        while len(received) < len(wanted):
-            missing = [i for i in wanted if i not in received]
-            groups = self._group_by_owner(missing, attempt)
-            if not groups:
-                now = time.monotonic()
-                gave_up_at = gave_up_at or now + self.config.unavailable_timeout_s
-                if now >= gave_up_at:
-                    raise EngineUnavailableError(
-                        f"UNAVAILABLE: {len(missing)} samples (first {missing[:4]}) could not be "
-                        f"fetched from any engine for {self.config.unavailable_timeout_s}s; "
-                        f"endpoints: {', '.join(self.config.endpoints)}"
-                    )
-                time.sleep(min(backoff, max(0.0, gave_up_at - now)))
-                attempt, backoff = 0, min(2 * backoff, 4.0)
-                continue
-            calls = [
-                self._calls.submit(self._call, endpoint, epoch, group)
-                for endpoint, group in groups.items()
-            ]
-            for call in calls:
-                received.update(call.result())
-            attempt += 1
-        return self._collate([received[i] for i in wanted])
-
-    def _group_by_owner(self, ids: list[int], attempt: int) -> dict[str, list[int]]:
-        """Ids grouped by the ``attempt``-th ranked endpoint of their shard."""
-        shards = np.searchsorted(self._starts, np.asarray(ids), side="right") - 1
-        groups: dict[str, list[int]] = {}
-        for sid, shard in zip(ids, shards.tolist(), strict=True):
-            ranked = self._owners.get(shard)
-            if ranked is None:
-                ranked = self._owners[shard] = ranked_owners(shard, self.config.endpoints)
-            if attempt < len(ranked):
-                groups.setdefault(ranked[attempt], []).append(sid)
-        return groups
-
-    def _call(self, endpoint: str, epoch: int, ids: list[int]) -> dict[int, pb.Sample]:
-        """Stream ``ids`` from one engine; returns what arrived before any failure."""
-        cfg = self.config
-        request = pb.SampleRequest(
-            dataset=self.dataset.name,
-            pipeline=cfg.pipeline.to_proto(),
-            seed=cfg.seed,
-            epoch=epoch,
-            sample_ids=ids,
-        )
-        got: dict[int, pb.Sample] = {}
-        try:
-            for sample in self._stubs[endpoint].StreamSamples(request, timeout=cfg.call_timeout_s):
-                got[sample.sample_id] = sample
-        except grpc.RpcError as exc:
-            if exc.code() not in _RETRYABLE:
-                raise _status_error(exc, endpoint) from None
-            _LOG.warning(
-                "engine %s failed (%s) after %d of %d samples; asking the next owner",
-                endpoint,
-                exc.code().name,
-                len(got),
-                len(ids),
-            )
-        return got
+    def _fetch_batch(self, item: _Planned) -> _Fetched:
+        """Fetch one micro-batch (a batch thread), every sample exactly once."""
+        return self._collate(self._fetcher.fetch(item.epoch, item.ids, item.index))
 
     def _account(self, lost: list[LostSample], good: int) -> None:
         """Record lost samples and spend the failure budget (consumer thread).
@@ -304,16 +317,14 @@ class EngineClient:
 
     # -- lifecycle -------------------------------------------------------
 
-    def _close_channels(self) -> None:
-        for channel in self._channels.values():
-            channel.close()
-
     def close(self) -> None:
-        """Cancel in-flight calls (closing the channels ends their streams
-        at once), then join the fetch threads."""
-        self._close_channels()
+        """Cancel in-flight calls, join the monitor, batch and call threads,
+        and close the channels."""
+        self._stop.set()
+        self._fetcher.close()
+        self._monitor.join()
         self._batches.shutdown(wait=True, cancel_futures=True)
-        self._calls.shutdown(wait=True, cancel_futures=True)
+        self._fleet.close()
 
     def __enter__(self) -> EngineClient:
         return self

@@ -30,10 +30,20 @@ class ClientConfig:
     """``batch_size`` is samples per micro-batch on this rank;
     ``prefetch_batches`` how many micro-batches are requested ahead (the
     credit window); timeouts are seconds: ``unavailable_timeout_s`` is how
-    long samples may stay unfetchable (every engine down) before the client
+    long samples may stay unfetchable (no live engine) before the client
     gives up; ``max_consecutive_lost`` is the failure budget: that many
     samples in a row that engines report as lost raise ``DataLossError``
-    (a systematic fault, not a bad record)."""
+    (a systematic fault, not a bad record).
+
+    Fleet behaviour: with ``ownership`` each shard's samples go to its
+    rendezvous owner among the live engines; without it each micro-batch
+    goes whole to one live engine, round-robin (for comparisons).
+    ``stall_timeout_s`` cancels a stream that delivered nothing for that
+    long and treats its engine as dead; ``health_interval_s`` is how often
+    every engine's ``grpc.health.v1`` status is probed (NOT_SERVING or no
+    answer: not routable; SERVING again: routable again);
+    ``hedge_after_s`` (None or 0: off) asks the next candidate engine for a
+    stream's still-missing ids once it has run that long (first copy wins)."""
 
     endpoints: tuple[str, ...]
     dataset: str | None = None
@@ -48,6 +58,10 @@ class ClientConfig:
     call_timeout_s: float = 300.0
     unavailable_timeout_s: float = 30.0
     max_consecutive_lost: int = 64
+    ownership: bool = True
+    stall_timeout_s: float = 10.0
+    health_interval_s: float = 2.0
+    hedge_after_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.world_size < 1:
@@ -64,9 +78,26 @@ class ClientConfig:
             raise ConfigError(
                 "max_consecutive_lost", f"must be >= 1, got {self.max_consecutive_lost}"
             )
-        for name in ("connect_timeout_s", "call_timeout_s", "unavailable_timeout_s"):
-            if getattr(self, name) <= 0:
+        for name in (
+            "connect_timeout_s",
+            "call_timeout_s",
+            "unavailable_timeout_s",
+            "stall_timeout_s",
+            "health_interval_s",
+        ):
+            if not getattr(self, name) > 0:
                 raise ConfigError(name, f"must be > 0 seconds, got {getattr(self, name)}")
+        if self.hedge_after_s is not None and not self.hedge_after_s >= 0:
+            raise ConfigError(
+                "hedge_after_s", f"must be >= 0 seconds (0 or None: off), got {self.hedge_after_s}"
+            )
+
+    @property
+    def probe_timeout_s(self) -> float:
+        """Seconds a health probe may take before the engine counts as not
+        answering: the probe interval, within [1, 2] s and at most
+        ``connect_timeout_s``."""
+        return min(self.connect_timeout_s, max(1.0, min(2.0, self.health_interval_s)))
 
     @classmethod
     def create(cls, endpoints: Sequence[str] | str, **kwargs: Any) -> ClientConfig:

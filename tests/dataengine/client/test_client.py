@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import socket
+import threading
+import time
 
 import pytest
 import torch
@@ -128,3 +130,32 @@ def test_unknown_dataset_name_is_not_found(engine: str) -> None:
 def test_bad_rank_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="rank"):
         EngineClient("127.0.0.1:1", rank=2, world_size=2)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("stall_timeout_s", 0),
+        ("health_interval_s", -1.0),
+        ("hedge_after_s", -0.5),
+        ("unavailable_timeout_s", float("nan")),
+    ],
+)
+def test_bad_fleet_settings_are_config_errors_naming_the_field(field: str, value: float) -> None:
+    with pytest.raises(ConfigError, match=f"^{field}"):
+        EngineClient("127.0.0.1:1", **{field: value})
+
+
+def test_close_leaves_no_thread_behind(engine: str) -> None:
+    before = set(threading.enumerate())
+    client = EngineClient(engine, batch_size=2, hedge_after_s=0.01, health_interval_s=0.05)
+    batches = client.batches()
+    first = next(batches)  # the credit window is still in flight
+    assert len(first["sample_id"]) == 2
+    assert {t.name for t in set(threading.enumerate()) - before} >= {"engine-monitor"}
+    client.close()
+    batches.close()
+    deadline = time.monotonic() + 10  # gRPC's own threads end shortly after
+    while (left := set(threading.enumerate()) - before) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert left == set()

@@ -1,0 +1,185 @@
+"""The engines as one client sees them: every known endpoint, its channel,
+and whether it is *live* (work may be routed to it).
+
+An endpoint stops being live when one of its streams fails or stalls, or
+when its ``grpc.health.v1`` probe does not answer SERVING (a draining
+engine answers NOT_SERVING; a killed or frozen one does not answer). It is
+live again once a probe answers SERVING. Ownership is rendezvous hashing of
+the shard id over the live endpoints (``dataengine.order.ranked_owners``),
+so an engine's death moves only its shards and its return moves them back.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from dataengine.client.stats import ClientStats
+from dataengine.order import ranked_owners
+from dataengine.v1 import dataengine_pb2_grpc as pb_grpc
+
+__all__ = ["Fleet"]
+
+_LOG = logging.getLogger(__name__)
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", 256 << 20),
+    ("grpc.max_send_message_length", 256 << 20),
+    # Reconnect to a restarted engine promptly (defaults back off up to 120 s).
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+]
+_SERVING = health_pb2.HealthCheckResponse.SERVING
+
+
+class _Engine:
+    """One endpoint's channel and stubs."""
+
+    def __init__(self, endpoint: str) -> None:
+        self.endpoint = endpoint
+        self.channel = grpc.insecure_channel(endpoint, options=CHANNEL_OPTIONS)
+        self.stub = pb_grpc.DataEngineStub(self.channel)
+        self.health = health_pb2_grpc.HealthStub(self.channel)
+
+
+class Fleet:
+    """Known endpoints (in the order they were given or added), liveness,
+    and the rendezvous ranking of a shard over the live ones. Thread-safe."""
+
+    def __init__(self, endpoints: Iterable[str], stats: ClientStats) -> None:
+        self._stats = stats
+        self._lock = threading.Lock()
+        self._engines: dict[str, _Engine] = {}
+        self._live: set[str] = set()
+        self._retired: dict[str, _Engine] = {}  # removed; channels close with the client
+        self._ranked: dict[int, list[str]] = {}  # shard -> live endpoints by weight
+        for endpoint in endpoints:
+            self._engines[endpoint] = _Engine(endpoint)
+            self._live.add(endpoint)
+
+    # -- membership --------------------------------------------------------
+
+    def endpoints(self) -> list[str]:
+        """Every known endpoint, live or not."""
+        with self._lock:
+            return list(self._engines)
+
+    def live(self) -> list[str]:
+        """The live endpoints, in the order they are known."""
+        with self._lock:
+            return [e for e in self._engines if e in self._live]
+
+    def is_live(self, endpoint: str) -> bool:
+        with self._lock:
+            return endpoint in self._live
+
+    def stub(self, endpoint: str) -> pb_grpc.DataEngineStub:
+        """The endpoint's stub (also after ``remove``, until ``close``)."""
+        with self._lock:
+            engine = self._engines.get(endpoint) or self._retired[endpoint]
+            return engine.stub
+
+    def add(self, endpoint: str) -> bool:
+        """Open a channel to ``endpoint`` (not live until a probe says so).
+        False if it was already known."""
+        with self._lock:
+            if endpoint in self._engines:
+                return False
+            retired = self._retired.pop(endpoint, None)
+            self._engines[endpoint] = retired if retired is not None else _Engine(endpoint)
+            return True
+
+    def remove(self, endpoint: str) -> bool:
+        """Stop routing to and probing ``endpoint``; its open streams finish
+        (the channel closes with the client). False if it was unknown."""
+        with self._lock:
+            engine = self._engines.pop(endpoint, None)
+            if engine is None:
+                return False
+            self._retired[endpoint] = engine
+            if endpoint in self._live:
+                self._live.discard(endpoint)
+                self._ranked.clear()
+        _LOG.info("engine %s removed from the fleet", endpoint)
+        return True
+
+    def mark_dead(self, endpoint: str, reason: str) -> bool:
+        """Stop routing new work to ``endpoint``; True if it was live."""
+        with self._lock:
+            if endpoint not in self._live:
+                return False
+            self._live.discard(endpoint)
+            self._ranked.clear()
+            left = len(self._live)
+        self._stats.count("engines_lost")
+        self._stats.event("dead", endpoint, reason)
+        _LOG.warning(
+            "engine %s is not routable (%s); %d live engines take over its shards",
+            endpoint,
+            reason,
+            left,
+        )
+        return True
+
+    def mark_live(self, endpoint: str, reason: str) -> bool:
+        """Route work to ``endpoint`` again; True if it was not live."""
+        with self._lock:
+            if endpoint not in self._engines or endpoint in self._live:
+                return False
+            self._live.add(endpoint)
+            self._ranked.clear()
+            count = len(self._live)
+        self._stats.count("engines_revived")
+        self._stats.event("live", endpoint, reason)
+        _LOG.info("engine %s is live (%s); %d live engines", endpoint, reason, count)
+        return True
+
+    # -- ownership ---------------------------------------------------------
+
+    def ranked(self, shard: int) -> list[str]:
+        """Live endpoints by rendezvous weight for ``shard`` (owner first)."""
+        with self._lock:
+            ranked = self._ranked.get(shard)
+            if ranked is None:
+                ranked = ranked_owners(shard, [e for e in self._engines if e in self._live])
+                self._ranked[shard] = ranked
+            return ranked
+
+    # -- health ------------------------------------------------------------
+
+    def probe(self, timeout_s: float, endpoints: Iterable[str] | None = None) -> dict[str, str]:
+        """Ask each endpoint's health service (all at once, each within
+        ``timeout_s`` seconds); mark it live if it answers SERVING, dead
+        otherwise. An engine without a health service counts as SERVING if
+        it answers at all. Returns endpoint -> ``SERVING``, ``NOT_SERVING``
+        (e.g. draining) or ``NO_ANSWER`` (gone, frozen or unreachable)."""
+        with self._lock:
+            names = list(self._engines) if endpoints is None else list(endpoints)
+            engines = [self._engines[e] for e in names if e in self._engines]
+        request = health_pb2.HealthCheckRequest(service="")
+        pending = [(e, e.health.Check.future(request, timeout=timeout_s)) for e in engines]
+        result: dict[str, str] = {}
+        for engine, future in pending:
+            try:
+                status = "SERVING" if future.result().status == _SERVING else "NOT_SERVING"
+                reason = f"health: {status}"
+            except grpc.RpcError as exc:
+                unimplemented = exc.code() == grpc.StatusCode.UNIMPLEMENTED
+                status = "SERVING" if unimplemented else "NO_ANSWER"
+                reason = f"health probe: {exc.code().name}"
+            result[engine.endpoint] = status
+            if status == "SERVING":
+                self.mark_live(engine.endpoint, reason)
+            else:
+                self.mark_dead(engine.endpoint, reason)
+        return result
+
+    def close(self) -> None:
+        """Close every channel (ends any stream still open on them)."""
+        with self._lock:
+            engines = [*self._engines.values(), *self._retired.values()]
+        for engine in engines:
+            engine.channel.close()
