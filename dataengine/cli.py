@@ -1,4 +1,4 @@
-"""``dataengine`` command line: synth, pack, serve, stats.
+"""``dataengine`` command line: synth, pack, serve, stats, digest, verify.
 
 The only module (with ``demo.py``) that prints; everything else logs.
 """
@@ -11,6 +11,7 @@ import logging
 import signal
 import sys
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import grpc
@@ -55,16 +56,28 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 def _cmd_pack(args: argparse.Namespace) -> int:
     from dataengine.deid.keys import load_key
+    from dataengine.deid.policy import DeidPolicy
     from dataengine.pack import PackConfig, pack_dataset
 
     key = load_key(args.key_file, insecure_demo=args.insecure_demo_key)
-    optional = {"workers": args.workers, "name": args.name}
+    optional = {
+        "workers": args.workers,
+        "name": args.name,
+        "index_file": args.index,
+        "report_json_field": args.report_json_field,
+    }
     config = PackConfig(
         shard_samples=args.shard_samples,
         key=key,
+        deid=DeidPolicy(
+            date_mode=args.date_mode,
+            max_date_shift_days=args.max_date_shift_days,
+            keep_private=tuple(args.keep_private_tag),
+            allow_burned_in=args.allow_burned_in,
+        ),
         **{k: v for k, v in optional.items() if v is not None},
     )
-    summary = pack_dataset(Path(args.raw_dir), Path(args.dataset_dir), config)
+    summary = pack_dataset(Path(args.raw_dir), Path(args.dataset_dir), config, restart=args.restart)
     print(summary.format())
     return 0
 
@@ -83,6 +96,10 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         ram_cache_bytes=args.ram_cache,
         cache_dir=Path(args.cache_dir) if args.cache_dir else None,
+        disk_cache_bytes=args.disk_cache,
+        fill_threads=args.fill_threads,
+        stream_window=args.stream_window,
+        decode_ahead=args.decode_ahead,
         metrics_port=args.metrics_port,
         grace_seconds=args.grace,
         tokenizer_dir=Path(args.tokenizer_dir) if args.tokenizer_dir else None,
@@ -100,13 +117,38 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     metrics = f", metrics on :{engine.metrics_port}" if engine.metrics_port is not None else ""
     print(ready_line(sorted(engine.manifests), engine.address, metrics))
     sys.stdout.flush()
-    stop.wait()
+    # Wake up now and then: a signal that lands on one of gRPC's threads only
+    # runs its Python handler once the main thread runs bytecode again.
+    while not stop.wait(0.2):
+        pass
     engine.stop()
     print("dataengine: stopped")
     return 0
 
 
 # -- stats -------------------------------------------------------------------
+
+
+def _format_tiers(caches: Sequence[pb.CacheStats]) -> list[str]:
+    """One row per storage tier (L0 RAM, L1 disk, L2 shared FS); MB are 10^6
+    bytes, a budget of 0 means none (L2) or off (L1 without --cache-dir)."""
+    head = (
+        f"{'tier':<5}{'hits':>8}{'misses':>8}{'hit%':>7}{'held MB':>10}{'budget MB':>11}"
+        f"{'entries':>8}{'evict':>7}{'read MB':>10}{'fills':>7}{'fill ms':>9}"
+        f"{'prefetch':>9}{'lead ms':>9}{'waits':>7}{'wait s':>8}"
+    )
+    rows = [head]
+    for c in caches:
+        total = c.hits + c.misses
+        rate = f"{100 * c.hits / total:.1f}" if total else "n/a"
+        rows.append(
+            f"{c.tier:<5}{c.hits:>8}{c.misses:>8}{rate:>7}{c.bytes_held / 1e6:>10.1f}"
+            f"{c.budget_bytes / 1e6:>11.1f}{c.entries:>8}{c.evictions:>7}"
+            f"{c.bytes_read / 1e6:>10.1f}{c.fills:>7}{c.fill_mean_ms:>9.1f}"
+            f"{c.prefetch_fills:>9}{c.prefetch_lead_mean_ms:>9.1f}{c.waits:>7}"
+            f"{c.wait_seconds_total:>8.2f}"
+        )
+    return rows
 
 
 def _format_stats(s: pb.EngineStats) -> str:
@@ -122,14 +164,7 @@ def _format_stats(s: pb.EngineStats) -> str:
         for st in s.stages
     ]
     lines.append(f"bottleneck stage: {s.bottleneck_stage or 'n/a'}")
-    for c in s.caches:
-        total = c.hits + c.misses
-        rate = f"{100 * c.hits / total:.1f}%" if total else "n/a"
-        lines.append(
-            f"cache {c.tier}: {c.hits} hits / {c.misses} misses ({rate}), "
-            f"{c.bytes_held / 1e6:.1f} of {c.budget_bytes / 1e6:.1f} MB, "
-            f"{c.entries} entries, {c.evictions} evictions"
-        )
+    lines += _format_tiers(s.caches)
     queues = ", ".join(f"{k}={v}" for k, v in sorted(s.queue_depths.items()))
     lines.append(f"queues: {queues}")
     errors = ", ".join(f"{k}={v}" for k, v in sorted(s.errors.items())) or "none"
@@ -148,6 +183,44 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     else:
         print(_format_stats(stats))
     return 0
+
+
+# -- digest ------------------------------------------------------------------
+
+
+def _cmd_digest(args: argparse.Namespace) -> int:
+    from dataengine.client import EngineClient
+    from dataengine.client.digest import digest_lines
+    from dataengine.pipeline.spec import Augmentations, PipelineSpec
+
+    pipeline = PipelineSpec(augment=Augmentations.all_on() if args.augment else Augmentations())
+    with EngineClient(
+        args.engines,
+        dataset=args.dataset,
+        pipeline=pipeline,
+        seed=args.seed,
+        rank=args.rank,
+        world_size=args.world_size,
+        batch_size=args.batch_size,
+    ) as client:
+        for line in digest_lines(client, args.epoch, args.start, args.limit):
+            print(line, flush=True)
+    return 0
+
+
+# -- verify ------------------------------------------------------------------
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from dataengine.verify import load_known_phi, verify_dataset
+
+    known = load_known_phi(args.known_phi) if args.known_phi is not None else None
+    report = verify_dataset(Path(args.dataset_dir), known)
+    if args.json:
+        print(json.dumps(report.to_json_dict(), indent=2, ensure_ascii=False))
+    else:
+        print(report.format())
+    return 0 if report.ok else 1
 
 
 # -- main --------------------------------------------------------------------
@@ -171,12 +244,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, help="processes (default: cores)")
     p.add_argument("--name", default=None, help="dataset name (default: directory name)")
     p.add_argument(
+        "--index",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="CSV/JSONL index linking files to studies (default: one folder per study)",
+    )
+    p.add_argument(
+        "--report-json-field",
+        default=None,
+        metavar="NAME",
+        help="JSON field / XML element holding report text, dotted path (default: report)",
+    )
+    p.add_argument(
         "--key-file", type=Path, default=None, help="de-id key file (else $MEDSTREAM_DEID_KEY)"
     )
     p.add_argument(
         "--insecure-demo-key",
         action="store_true",
         help="use the built-in demo key (NOT for real data)",
+    )
+    p.add_argument(
+        "--restart",
+        action="store_true",
+        help="discard an unfinished run in DATASET_DIR instead of resuming it",
+    )
+    p.add_argument(
+        "--date-mode",
+        choices=("shift", "remove"),
+        default="shift",
+        help="shift every date of a patient back by one keyed offset, or remove dates",
+    )
+    p.add_argument("--max-date-shift-days", type=int, default=365, help="largest shift, days")
+    p.add_argument(
+        "--keep-private-tag",
+        action="append",
+        default=[],
+        metavar="GGGG,CREATOR,EE",
+        help="keep this private element (repeatable), e.g. 0019,GEMS_ACQU_01,10",
+    )
+    p.add_argument(
+        "--allow-burned-in",
+        action="store_true",
+        help="pack images marked BurnedInAnnotation=YES instead of quarantining them",
     )
     p.set_defaults(func=_cmd_pack)
 
@@ -186,7 +296,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=50051, help="0 picks a free port")
     p.add_argument("--workers", type=int, default=0, help="decode processes (0 = cores)")
     p.add_argument("--ram-cache", type=_bytes_arg, default=1 << 30, help="L0 budget, bytes")
-    p.add_argument("--cache-dir", default=None, help="node-local NVMe cache directory")
+    p.add_argument("--cache-dir", default=None, help="L1: node-local disk cache directory")
+    p.add_argument(
+        "--disk-cache",
+        type=_bytes_arg,
+        default=None,
+        help="L1 budget, bytes (default: 90%% of the room on --cache-dir's disk)",
+    )
+    p.add_argument("--fill-threads", type=int, default=2, help="concurrent L1 shard fills")
+    p.add_argument(
+        "--stream-window",
+        type=int,
+        default=0,
+        help="samples of one stream in the decode pool at once (0 = 2 x workers)",
+    )
+    p.add_argument(
+        "--decode-ahead",
+        type=int,
+        default=None,
+        help="samples per stream decoded ahead into L0 (default: the stream window; 0: off)",
+    )
     p.add_argument("--metrics-port", type=int, default=None, help="Prometheus port")
     p.add_argument("--grace", type=float, default=10.0, help="drain timeout on SIGTERM, s")
     p.add_argument(
@@ -199,6 +328,37 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="JSON (the GetStats message)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds")
     p.set_defaults(func=_cmd_stats)
+
+    p = sub.add_parser(
+        "digest",
+        help="print POSITION IDS SHA256 per batch (the same whichever engines serve it)",
+    )
+    p.add_argument("--engines", required=True, metavar="HOST:PORT[,...]")
+    p.add_argument("--dataset", default=None, help="dataset name (default: the only one)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--epoch", type=int, default=0)
+    p.add_argument("--rank", type=int, default=0)
+    p.add_argument("--world-size", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=4, help="samples per micro-batch")
+    p.add_argument("--start", type=int, default=0, metavar="POSITION", help="global position")
+    p.add_argument("--limit", type=int, default=None, metavar="N", help="at most N batches")
+    p.add_argument("--augment", action="store_true", help="all augmentations on")
+    p.set_defaults(func=_cmd_digest)
+
+    p = sub.add_parser(
+        "verify",
+        help="check a packed dataset: checksums, every record decodes, no PHI (exit 1 if not)",
+    )
+    p.add_argument("dataset_dir", metavar="DATASET_DIR")
+    p.add_argument(
+        "--known-phi",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="values that must appear nowhere: one per line, or a JSON list (phi_planted.json)",
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable report")
+    p.set_defaults(func=_cmd_verify)
     return parser
 
 

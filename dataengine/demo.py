@@ -1,8 +1,11 @@
 """``make demo``: the whole path end to end on built-in sample data.
 
-synth -> pack -> serve (one engine on loopback) -> DeepSpeed training fed only
-by the engine -> engine stats and the trainer's data-wait fraction -> clean
-shutdown. Everything is written under ``demo-output/`` (recreated each run).
+synth -> pack (with its summary: decoded, quarantined by reason, redacted by
+type) -> verify (checksums, full decode, PHI scan against the planted
+values) -> serve (one engine on loopback, RAM and node-local disk tiers) ->
+DeepSpeed training fed only by the engine -> engine stats and the trainer's
+data-wait fraction -> clean shutdown. Everything is written under
+``demo-output/`` (recreated each run).
 """
 
 from __future__ import annotations
@@ -26,8 +29,11 @@ def _run(cmd: list[str]) -> None:
     subprocess.run(cmd, check=True)
 
 
-def _start_engine(dataset: Path, workers: int) -> tuple[subprocess.Popen[str], str]:
+def _start_engine(
+    dataset: Path, workers: int, cache_dir: Path
+) -> tuple[subprocess.Popen[str], str]:
     args = [str(dataset), "--port", "0", "--workers", str(workers)]
+    args += ["--cache-dir", str(cache_dir), "--disk-cache", "1G"]
     print(f"\n$ {sys.executable} -m dataengine serve {' '.join(args)} &", flush=True)
     return start_engine_process(args, on_line=lambda line: print(line, end="", flush=True))
 
@@ -45,8 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     de = [sys.executable, "-m", "dataengine"]
     _run([*de, "synth", str(raw), "--studies", str(args.studies), "--seed", "0"])
     _run([*de, "pack", str(raw), str(dataset), "--shard-samples", "16", "--insecure-demo-key"])
+    _run([*de, "verify", str(dataset), "--known-phi", str(raw / "phi_planted.json")])
 
-    engine, address = _start_engine(dataset, args.workers)
+    engine, address = _start_engine(dataset, args.workers, args.out / "nvme-cache")
     try:
         log = args.out / "train-metrics.jsonl"
         _run(
