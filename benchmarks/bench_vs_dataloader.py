@@ -113,15 +113,18 @@ def _engine_stats(address: str) -> pb.EngineStats:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks vs_dataloader")
-    parser.add_argument("--out", type=Path, default=Path("bench-output"))
-    parser.add_argument("--studies", type=int, default=96)
+    parser.add_argument("--out", type=Path, default=Path("bench-output") / "vs_dataloader")
+    parser.add_argument("--studies", type=int, default=None, help="quick 32, default 96")
+    parser.add_argument("--quick", action="store_true", help="a small corpus, for a smoke run")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--slices", type=int, default=16, help="CT slices per study")
     parser.add_argument("--size", type=int, default=256, help="CT rows = columns")
     args = parser.parse_args(argv)
+    if args.studies is None:
+        args.studies = 32 if args.quick else 96
 
-    shutil.rmtree(args.out, ignore_errors=True)
+    shutil.rmtree(args.out, ignore_errors=True)  # its own folder only: others cache corpora
     raw, dataset = args.out / "raw", args.out / "dataset"
     de = [sys.executable, "-m", "dataengine"]
     summary = generate_corpus(

@@ -32,7 +32,7 @@ from dataengine.shards import ShardReader, decompress_value, parse_record
 from dataengine.tiers.disk import ShardLocation
 from dataengine.v1 import dataengine_pb2 as pb
 
-__all__ = ["SampleTask", "TaskResult", "init_worker", "produce_sample"]
+__all__ = ["SampleTask", "TaskResult", "close_readers", "init_worker", "produce_sample"]
 
 _LOG = logging.getLogger(__name__)
 # Open shard files per worker, by path. For L1 files the (device, inode) the
@@ -86,6 +86,14 @@ def init_worker() -> None:
     # and stops its workers itself, so they must not die mid-task first.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     exit_with_parent()
+
+
+def close_readers() -> None:
+    """Close every shard this process has open (LMDB allows one environment
+    per file per process, so a caller that runs tasks in-process must close
+    them before opening the same shards another way)."""
+    for path in list(_READERS):
+        _close(path)
 
 
 def _close(path: str) -> None:

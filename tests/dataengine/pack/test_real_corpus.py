@@ -126,11 +126,6 @@ def real_dataset(real_corpus, deid_key, tmp_path_factory: pytest.TempPathFactory
     return out
 
 
-def _records(dataset_dir: Path) -> dict[str, object]:
-    ds = Dataset(dataset_dir)
-    return {r.meta.get("modality", "") or r.study_key: r for r in map(ds.read, range(len(ds)))}
-
-
 def test_pack_summary_counts_what_decoded_quarantined_and_was_redacted(real_dataset: Path) -> None:
     pack = json.loads((real_dataset / "manifest.json").read_text())["pack"]
     assert pack["files_decoded"]["dicom"] == 3
@@ -163,9 +158,8 @@ def test_verify_cli_exits_zero_with_the_known_phi_file(
 
 def test_no_source_phi_in_any_shard_byte(real_corpus, real_dataset: Path) -> None:
     _, phi, _ = real_corpus
-    blob = b"".join(
-        Dataset(real_dataset).read(i).SerializeToString() for i in range(6)
-    )  # records decompressed, so compressed bytes cannot hide a value
+    with Dataset(real_dataset) as ds:  # records decompressed: zstd cannot hide a value
+        blob = b"".join(ds.read(i).SerializeToString() for i in range(len(ds)))
     for value in phi:
         for encoding in ("utf-8", "gb18030", "utf-16-le"):
             assert value.encode(encoding) not in blob, f"{value!r} survived ({encoding})"
@@ -193,7 +187,8 @@ def test_served_real_corpus_decodes_to_expected_values(
         assert client.lost_count == 0
     ids = batch["sample_id"].tolist()
     assert sorted(ids) == list(range(6))
-    records = {sid: Dataset(real_dataset).read(sid) for sid in ids}
+    with Dataset(real_dataset) as ds:
+        records = {sid: ds.read(sid) for sid in ids}
     mask = batch["modality_mask"].numpy()
     assert mask[:, 0].sum() == 3  # CT, MR, SC images; the EEG and WFDB studies have none
     assert mask[:, 1].sum() == 1  # only the WFDB record has ECG leads

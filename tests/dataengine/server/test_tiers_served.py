@@ -214,7 +214,11 @@ def test_crashed_and_corrupted_l1_files_are_discarded_and_refilled_then_l0_serve
     t = _tiers(proc.address)
     assert t["L1"].fills == 2  # the truncated and the flipped shard, refilled
     assert t["L2"].bytes_read == truncated.size_bytes + flipped.size_bytes
-    assert (t["L1"].hits, t["L1"].misses) == (good.num_samples, 8)  # the good file reused
+    # Every sample is an L1 lookup. The good file is reused (hits); each refilled
+    # shard misses at least once, and whether its later samples hit depends on
+    # whether their request came after the fill finished.
+    assert t["L1"].hits + t["L1"].misses == manifest.num_samples
+    assert t["L1"].hits >= good.num_samples and t["L1"].misses >= 2
     for shard in manifest.shards:
         path = cache / f"{shard.sha256}.lmdb"
         assert hashlib.sha256(path.read_bytes()).hexdigest() == shard.sha256
@@ -271,7 +275,7 @@ def test_ram_budget_bounds_the_front_process_memory(packed_dataset: Path, start_
 def test_workers_follow_the_path_they_are_given(packed_dataset: Path, tmp_path: Path) -> None:
     """In a worker: an L1 path is read when present, reopened when replaced by
     a new file, and its L2 fallback is read when it has vanished."""
-    from dataengine.server.tasks import SampleTask, produce_sample
+    from dataengine.server.tasks import SampleTask, close_readers
     from dataengine.tiers.disk import ShardLocation
 
     shard = Manifest.load(packed_dataset).shards[0]
@@ -279,6 +283,15 @@ def test_workers_follow_the_path_they_are_given(packed_dataset: Path, tmp_path: 
     l1 = tmp_path / f"{shard.sha256}.lmdb"
     shutil.copyfile(l2, l1)
     task = SampleTask("synthetic", 1, SPEC, SEED, 0, shard=ShardLocation(l1, "L1", l2))
+    try:
+        _follow_paths(task, l1, l2)
+    finally:
+        close_readers()  # the shared fixture's shard must not stay open in this process
+
+
+def _follow_paths(task, l1: Path, l2: Path) -> None:
+    from dataengine.server.tasks import produce_sample
+
     first = produce_sample(task)
     assert first.error_kind is None and first.read_tier == "L1" and first.read_bytes > 0
     l1.unlink()  # evicted, then refilled under the same name: a new inode
