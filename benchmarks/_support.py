@@ -10,7 +10,8 @@
   a SIGKILLed engine leaves its spawned workers behind otherwise.
 - ``engine_stats`` / ``tier_deltas``: GetStats per tier, as the difference
   between two snapshots (one epoch's figures).
-- ``percentile``, ``Sizes`` (the ``--quick`` and default corpus sizes).
+- ``add_corpus_args`` / ``corpus_from_args`` (the ``--quick`` and default
+  corpus sizes), ``percentile``.
 """
 
 from __future__ import annotations

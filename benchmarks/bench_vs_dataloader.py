@@ -21,18 +21,16 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from benchmarks._support import engine_stats
 from dataengine.client import EngineClient
 from dataengine.pipeline.augment import augment
 from dataengine.pipeline.prefix import run_prefix
 from dataengine.pipeline.spec import Augmentations, PipelineSpec
 from dataengine.server.launch import start_engine_process
 from dataengine.synth import generate_corpus
-from dataengine.v1 import dataengine_pb2 as pb
-from dataengine.v1 import dataengine_pb2_grpc as pb_grpc
 from dataengine.v1 import record_pb2
 
 SPEC = PipelineSpec(augment=Augmentations.all_on())
@@ -106,11 +104,6 @@ def _timed(batches: Iterator[dict[str, torch.Tensor]]) -> tuple[float, float]:
     return n / seconds, 1e3 * cpu / n
 
 
-def _engine_stats(address: str) -> pb.EngineStats:
-    with grpc.insecure_channel(address) as channel:
-        return pb_grpc.DataEngineStub(channel).GetStats(pb.GetStatsRequest(), timeout=30)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks vs_dataloader")
     parser.add_argument("--out", type=Path, default=Path("bench-output") / "vs_dataloader")
@@ -166,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
                 per_epoch = -(-args.studies // args.batch_size)
                 rates.append(_timed(next(batches) for _ in range(per_epoch)))
         results["medstream engine"] = rates
-        stats = _engine_stats(address)
+        stats = engine_stats(address)
     finally:
         engine.send_signal(signal.SIGTERM)
         engine.wait(60)

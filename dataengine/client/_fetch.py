@@ -97,6 +97,10 @@ class _Batch:
     received: dict[int, pb.Sample] = field(default_factory=dict)
     calls: list[_Call] = field(default_factory=list)
     error: BaseException | None = None
+    need: int = field(init=False)  # distinct ids: the batch is complete at this many
+
+    def __post_init__(self) -> None:
+        self.need = len(set(self.wanted))
 
     def missing(self) -> list[int]:
         return [i for i in self.wanted if i not in self.received]
@@ -150,7 +154,7 @@ class Fetcher:
 
     def fetch(self, epoch: int, ids: np.ndarray, index: int) -> list[pb.Sample]:
         """The samples of ``ids`` (in that order), each exactly once."""
-        batch = _Batch(epoch, [int(i) for i in ids], index)
+        batch = _Batch(epoch, [int(i) for i in ids.tolist()], index)
         with self._lock:
             if self._closed:
                 raise EngineUnavailableError("UNAVAILABLE: the client is closed")
@@ -302,7 +306,10 @@ class Fetcher:
                     batch.received[sid] = sample
                     if call.hedge:
                         self._stats.count("hedged_samples")
-                    batch.cond.notify_all()
+                    # Only completion wakes the batch thread: an arrival never
+                    # uncovers ids (a call's end does, and notifies in ``_run``).
+                    if len(batch.received) == batch.need:
+                        batch.cond.notify_all()
         except grpc.RpcError as exc:
             code = exc.code()
             if call.stalled:

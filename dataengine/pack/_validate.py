@@ -9,13 +9,11 @@ import pydicom
 
 from dataengine.formats.dicom import decode_series, pick_series, read_dicom, require_image
 from dataengine.formats.edf import decode_edf
-from dataengine.formats.text import decode_report_bytes
 
 __all__ = [
     "check_dicom_image",
     "check_edf",
     "check_series",
-    "decode_report",
     "dicom_frames",
     "load_dicom",
     "pick_series",
@@ -58,9 +56,3 @@ def check_edf(data: bytes) -> tuple[int, float]:
     """Decode an EDF(+) file; return ``(signal channels, rate in Hz)``."""
     wave = decode_edf(data)
     return int(wave.signals.shape[0]), float(wave.rate_hz)
-
-
-def decode_report(data: bytes) -> str:
-    """Report bytes to text (UTF-8, or UTF-16 with a BOM); ``DecodeError``
-    naming the byte offset otherwise."""
-    return decode_report_bytes(data)

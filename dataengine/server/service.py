@@ -12,7 +12,6 @@ the pool and decodes up to ``ahead`` more into L0 (``dataengine/tiers/``).
 from __future__ import annotations
 
 import concurrent.futures as cf
-import dataclasses
 import logging
 import threading
 import time
@@ -155,13 +154,13 @@ class DataEngineServicer:
                         i += 1
                         continue
                     del todo[i]
-                    task = SampleTask(dataset, claim.sample_id, spec, request.seed, request.epoch)
+                    args = (dataset, claim.sample_id, spec, request.seed, request.epoch)
                     blob = tiers.take_blob(claim, stalled_since)
                     if blob is not None:
-                        task = dataclasses.replace(task, prefix_blob=blob)
+                        task = SampleTask(*args, prefix_blob=blob)
                     else:
                         where = tiers.location(claim, stalled_since)
-                        task = dataclasses.replace(task, shard=where, want_prefix=want_prefix)
+                        task = SampleTask(*args, shard=where, want_prefix=want_prefix)
                     inflight[self._pool.submit(task)] = claim
                     submitted = True
                 if submitted:

@@ -10,7 +10,7 @@ from dataengine.shards._record import (
     encode_record,
     parse_record,
 )
-from dataengine.shards._writer import ShardWriter, atomic_write_bytes, file_sha256
+from dataengine.shards._writer import ShardWriter, atomic_write_bytes, file_sha256, fsync_dir
 
 __all__ = [
     "MANIFEST_NAME",
@@ -25,5 +25,6 @@ __all__ = [
     "decompress_value",
     "encode_record",
     "file_sha256",
+    "fsync_dir",
     "parse_record",
 ]

@@ -16,7 +16,7 @@ import lmdb
 from dataengine.errors import PackError
 from dataengine.shards._manifest import ShardEntry
 
-__all__ = ["ShardWriter", "atomic_write_bytes", "file_sha256", "shard_file_name"]
+__all__ = ["ShardWriter", "atomic_write_bytes", "file_sha256", "fsync_dir", "shard_file_name"]
 
 # LMDB reserves address space, not disk: the file grows only as data is written.
 _MAP_SIZE = 1 << 40
@@ -39,7 +39,8 @@ def file_sha256(path: Path, chunk_bytes: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
+    """Flush a directory entry (a rename or a new file in it) to disk."""
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -56,7 +57,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 class ShardWriter:
@@ -102,7 +103,7 @@ class ShardWriter:
         with open(self.tmp_path, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(self.tmp_path, self.final_path)
-        _fsync_dir(self.dataset_dir)
+        fsync_dir(self.dataset_dir)
         return ShardEntry(
             shard_id=self.shard_id,
             file=self.final_path.name,

@@ -55,6 +55,35 @@ class FillClock:
         self.fills += 1
         self.fill_seconds += max(0.0, seconds)
 
+    def counters(
+        self,
+        *,
+        hits: int,
+        misses: int,
+        bytes_held: int,
+        budget_bytes: int,
+        entries: int,
+        evictions: int,
+        bytes_read: int,
+    ) -> CacheCounters:
+        """A tier's ``CacheCounters``: its own lookup and size figures (as
+        given) with this clock's fill, prefetch and wait figures."""
+        return CacheCounters(
+            hits=hits,
+            misses=misses,
+            bytes_held=bytes_held,
+            budget_bytes=budget_bytes,
+            entries=entries,
+            evictions=evictions,
+            bytes_read=bytes_read,
+            fills=self.fills,
+            fill_seconds_total=self.fill_seconds,
+            prefetch_fills=self.prefetch_fills,
+            prefetch_lead_seconds_total=self.prefetch_lead_seconds,
+            waits=self.waits,
+            wait_seconds_total=self.wait_seconds,
+        )
+
     def first_use(self, completed_at: float, used_at: float, stalled_since: float | None) -> None:
         """The first use of an entry a fill produced (``completed_at``, monotonic
         seconds). A stream that stalled before completion waited for it;

@@ -52,7 +52,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from dataengine.errors import DataLossError
-from dataengine.shards import ShardEntry, file_sha256
+from dataengine.shards import ShardEntry, file_sha256, fsync_dir
 from dataengine.tiers.counters import CacheCounters, FillClock
 
 __all__ = ["DiskCache", "ShardLease", "ShardLocation", "default_disk_budget"]
@@ -115,14 +115,6 @@ def _done(location: ShardLocation) -> cf.Future[ShardLocation]:
     future: cf.Future[ShardLocation] = cf.Future()
     future.set_result(location)
     return future
-
-
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def default_disk_budget(directory: Path) -> int:
@@ -310,8 +302,7 @@ class DiskCache:
 
     def counters(self) -> CacheCounters:
         with self._lock:
-            c = self._clock
-            return CacheCounters(
+            return self._clock.counters(
                 hits=self._hits,
                 misses=self._misses,
                 bytes_held=self._held,
@@ -319,12 +310,6 @@ class DiskCache:
                 entries=len(self._index),
                 evictions=self._evictions,
                 bytes_read=self._bytes_read,
-                fills=c.fills,
-                fill_seconds_total=c.fill_seconds,
-                prefetch_fills=c.prefetch_fills,
-                prefetch_lead_seconds_total=c.prefetch_lead_seconds,
-                waits=c.waits,
-                wait_seconds_total=c.wait_seconds,
             )
 
     def file_path(self, key: str) -> Path:
@@ -456,7 +441,7 @@ class DiskCache:
                     f"{shard.sha256[:16]}...: the shared copy is corrupt"
                 )
             os.replace(tmp, final)
-            _fsync_dir(self.directory)
+            fsync_dir(self.directory)
         finally:
             self._on_source_read(n)
             tmp.unlink(missing_ok=True)

@@ -178,8 +178,7 @@ class RamCache:
 
     def counters(self) -> CacheCounters:
         with self._lock:
-            c = self._clock
-            return CacheCounters(
+            return self._clock.counters(
                 hits=self._hits,
                 misses=self._misses,
                 bytes_held=self._held,
@@ -187,10 +186,4 @@ class RamCache:
                 entries=len(self._lru) + len(self._pinned),
                 evictions=self._evictions,
                 bytes_read=self._bytes_read,
-                fills=c.fills,
-                fill_seconds_total=c.fill_seconds,
-                prefetch_fills=c.prefetch_fills,
-                prefetch_lead_seconds_total=c.prefetch_lead_seconds,
-                waits=c.waits,
-                wait_seconds_total=c.wait_seconds,
             )

@@ -194,6 +194,20 @@ def _draw_seed(data: st.DataObject, seeds: tuple[bytes, ...]) -> bytes:
     return seeds[data.draw(st.integers(0, len(seeds) - 1), label="seed")]
 
 
+def test_unmutated_seeds_decode() -> None:
+    """The fuzz properties below only mean something if the seeds they
+    mutate are valid inputs in the first place."""
+    for blob in dicom_seeds():
+        hu = decode_series([blob]).hu
+        assert hu.ndim == 3 and hu.shape[0] >= 1 and min(hu.shape[1:]) >= 16
+    assert [decode_edf(blob).signals.shape[0] for blob in edf_seeds()] == [12, 3]
+    header, dat = wfdb_seed()
+    assert decode_wfdb(header, {"rec.dat": dat}).signals.shape[0] == 2
+    assert decode_record(encode_record(parse_record(record_seed())), sample_id=3).report == (
+        "FINDINGS: none."
+    )
+
+
 # -- DICOM -----------------------------------------------------------------------
 
 

@@ -48,11 +48,11 @@ def _stored(seed: int, rows: int = 4, cols: int = 5) -> np.ndarray:
     )
 
 
-def _encode(ds: Dataset) -> bytes:
+def _encode(ds: Dataset, syntax: str = ExplicitVRLittleEndian) -> bytes:
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = ds.SOPClassUID
     meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    meta.TransferSyntaxUID = syntax
     ds.file_meta = meta
     buf = BytesIO()
     ds.save_as(buf, enforce_file_format=True)
@@ -421,14 +421,7 @@ def _file(
     for keyword, value in attrs.items():
         setattr(ds, keyword, value)
     ds.PixelData = words.tobytes() if pixel_data is None else pixel_data
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = ds.SOPClassUID
-    meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-    meta.TransferSyntaxUID = syntax
-    ds.file_meta = meta
-    buf = BytesIO()
-    ds.save_as(buf, enforce_file_format=True)
-    return buf.getvalue()
+    return _encode(ds, syntax)
 
 
 @pytest.mark.parametrize(
