@@ -103,6 +103,7 @@ __all__ = [
     "deidentify_dicom_bytes",
     "dicom_known_phi",
     "dicom_patient_id",
+    "dicom_text",
     "dicom_to_bytes",
     "private_tags_kept",
 ]
@@ -209,7 +210,9 @@ def _datasets(ds: Dataset) -> Iterator[Dataset]:
                 yield from _datasets(item)
 
 
-def _text(value: object) -> str:
+def dicom_text(value: object) -> str:
+    """A DICOM element value as text: bytes read as Latin-1, ``None`` as
+    ``""``, padding spaces and NULs stripped (shared with ``verify``)."""
     if isinstance(value, bytes):
         value = value.decode("latin-1")
     return "" if value is None else str(value).strip(" \x00")
@@ -219,14 +222,14 @@ def dicom_patient_id(ds: Dataset) -> str:
     """The original ``PatientID`` of ``ds`` (stripped; ``""`` when absent),
     the identity ``date_shift_days`` and the pseudonym are keyed on."""
     try:
-        return _text(ds.get("PatientID", ""))
+        return dicom_text(ds.get("PatientID", ""))
     except Exception:
         return ""
 
 
 def _is_yes(ds: Dataset, keyword: str) -> bool:
     try:
-        return _text(ds.get(keyword, "")).upper() == "YES"
+        return dicom_text(ds.get(keyword, "")).upper() == "YES"
     except Exception:
         return False
 
@@ -294,7 +297,7 @@ def _valid_tm(value: str) -> bool:
 def _clean_date(ds: Dataset, elem: DataElement, action: str | None, ctx: _Context) -> None:
     tag = elem.tag
     vr = elem.VR
-    values = [_text(v) for v in _values(elem)]
+    values = [dicom_text(v) for v in _values(elem)]
     values = [v for v in values if v]
     stats = ctx.stats
     if int(tag) == _BIRTH_TIME:
@@ -344,7 +347,7 @@ def _remap_values(elem: DataElement, ctx: _Context) -> list[object] | None:
     out: list[object] = []
     count = 0
     for v in _values(elem):
-        uid = _text(v)
+        uid = dicom_text(v)
         if uid and not uid.startswith(_STANDARD_UID_ROOT):
             out.append(remap_uid(ctx.key, uid))
             count += 1
@@ -455,7 +458,7 @@ def private_tags_kept(ds: Dataset, refs: frozenset[PrivateTagRef]) -> set[BaseTa
         creator_tag = Tag(tag.group, tag.element >> 8)
         if creator_tag not in ds:
             continue
-        creator = _text(ds[creator_tag].value)
+        creator = dicom_text(ds[creator_tag].value)
         if PrivateTagRef(tag.group, creator, tag.element & 0xFF) in refs:
             kept.add(tag)
             kept.add(creator_tag)
@@ -533,7 +536,7 @@ def _check_text(ds: Dataset, where: str) -> None:
             if elem.VR not in _STRING_VRS:
                 continue
             for v in _values(elem):
-                if _BINARY_IN_TEXT.search(_text(v)):
+                if _BINARY_IN_TEXT.search(dicom_text(v)):
                     raise DeidError(
                         f"{where}element {tag} {elem.keyword or 'private'} ({elem.VR}) holds "
                         "binary bytes: the file is corrupt (a wrong value length made it "
@@ -552,7 +555,7 @@ def _mark(ds: Dataset, ctx: _Context) -> None:
         codes.append(CODE_SAFE_PRIVATE)
     seq = ds.get("DeidentificationMethodCodeSequence")
     items = list(seq.value) if seq is not None and seq.value else []
-    present = {_text(item.get("CodeValue", "")) for item in items}
+    present = {dicom_text(item.get("CodeValue", "")) for item in items}
     for value, meaning in codes:
         if value in present:
             continue
@@ -709,10 +712,10 @@ def dicom_known_phi(ds: Dataset) -> dict[str, str]:
                         found.setdefault(variant, "NAME")
             elif elem.keyword in _KNOWN_PHI_TYPES:
                 for v in values:
-                    for line in _text(v).splitlines():
+                    for line in dicom_text(v).splitlines():
                         found.setdefault(line.strip(), _KNOWN_PHI_TYPES[elem.keyword])
             elif elem.keyword in _KNOWN_PHI_DATES:
                 for v in values:
-                    for variant in date_variants(_text(v)):
+                    for variant in date_variants(dicom_text(v)):
                         found.setdefault(variant, "DATE")
     return {k: v for k, v in found.items() if k}

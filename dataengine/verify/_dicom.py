@@ -14,7 +14,7 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 
-from dataengine.deid.dicom import private_tags_kept
+from dataengine.deid.dicom import dicom_text, private_tags_kept
 from dataengine.deid.policy import PrivateTagRef, parse_private_tag
 from dataengine.errors import ConfigError
 from dataengine.verify._scan import Finding, PhiScanner, mask
@@ -60,19 +60,13 @@ class DeidRules:
         return cls(frozenset(refs), policy.get("allow_burned_in") is True)
 
 
-def _text(value: object) -> str:
-    if isinstance(value, bytes):
-        value = value.decode("latin-1")
-    return "" if value is None else str(value).strip(" \x00")
-
-
 def _values(elem: DataElement) -> list[str]:
     value = elem.value
     if value is None or value == "":
         return []
     if isinstance(value, str | bytes) or elem.VM <= 1:
-        return [_text(value)]
-    return [_text(v) for v in value]
+        return [dicom_text(value)]
+    return [dicom_text(v) for v in value]
 
 
 def _name(tag: BaseTag, keyword: str) -> str:
@@ -102,9 +96,9 @@ def check_dicom(ds: Dataset, where: str, scanner: PhiScanner, rules: DeidRules) 
     def bad(path: str, what: str) -> None:
         out.append(Finding("dicom_deid", f"{where} {path}".strip(), what, ""))
 
-    if _text(ds.get("PatientIdentityRemoved", "")).upper() != "YES":
+    if dicom_text(ds.get("PatientIdentityRemoved", "")).upper() != "YES":
         bad("(0012,0062) PatientIdentityRemoved", "is not YES")
-    temporal = _text(ds.get("LongitudinalTemporalInformationModified", "")).upper()
+    temporal = dicom_text(ds.get("LongitudinalTemporalInformationModified", "")).upper()
     if temporal not in ("MODIFIED", "REMOVED"):
         bad(
             "(0028,0303) LongitudinalTemporalInformationModified",
@@ -112,7 +106,7 @@ def check_dicom(ds: Dataset, where: str, scanner: PhiScanner, rules: DeidRules) 
         )
     if not rules.allow_burned_in:
         for keyword in ("BurnedInAnnotation", "RecognizableVisualFeatures"):
-            if _text(ds.get(keyword, "")).upper() == "YES":
+            if dicom_text(ds.get(keyword, "")).upper() == "YES":
                 bad(keyword, "is YES, and the pack policy does not allow burned-in text")
 
     levels: list[tuple[str, Dataset]] = [("", ds)]
