@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import codecs
 import functools
+import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,6 +26,7 @@ __all__ = [
     "Tokenizer",
     "VocabTokenizer",
     "decode_report_bytes",
+    "tokenizer_identity",
     "decode_text",
     "load_tokenizer",
 ]
@@ -178,6 +180,21 @@ def load_tokenizer(spec: str) -> Tokenizer:
 @functools.lru_cache(maxsize=32)
 def _load_vocab(path: str) -> VocabTokenizer:
     return VocabTokenizer.from_file(Path(path))
+
+
+@functools.lru_cache(maxsize=32)
+def tokenizer_identity(spec: str) -> str:
+    """What a tokenizer *is*, independent of where its file lies: ``"byte"``,
+    or ``"vocab:"`` + the first 16 hex digits of the file's SHA-256 (read once
+    per path string, like ``load_tokenizer``). Prefix keys use it, so a
+    prepared view made with a copy of the vocabulary on another host matches."""
+    if spec == "byte":
+        return spec
+    try:
+        digest = hashlib.sha256(Path(spec).read_bytes()).hexdigest()
+    except OSError as exc:
+        raise ConfigError(_FIELD, f"cannot read vocabulary file {spec!r}: {exc}") from None
+    return f"vocab:{digest[:16]}"
 
 
 def decode_report_bytes(data: bytes) -> str:

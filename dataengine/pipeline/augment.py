@@ -68,7 +68,7 @@ def augment(
     if aug.flip and flip_u < 0.5:
         crop = crop[:, :, ::-1]
     center = spec.hu_center + (2.0 * hu_shift_u - 1.0) * aug.hu_jitter
-    image = window_hu(np.ascontiguousarray(crop), center, spec.hu_width)
+    image = window_hu(np.ascontiguousarray(crop, dtype=np.float32), center, spec.hu_width)
 
     # Waveform: window, amplitude scale, noise.
     wave = prefix["wave"]

@@ -5,15 +5,16 @@ grid. Its output depends only on the record and ``PipelineSpec.prefix_key()``,
 so the engine caches it and applies the random suffix (``augment.py``) on
 every read.
 
-Prefix arrays:
-- ``hu``: float32 [image_slices, image_resize, image_resize], Hounsfield units
+Prefix arrays, in their stored (rounded) form, ``pipeline/stored.py``:
+- ``hu``: int16 [image_slices, image_resize, image_resize], Hounsfield units
   (a study with no image gives -1024 HU everywhere, i.e. air); with
-  ``spec.image_voi_lut`` the DICOM VOI LUT / window's display values in [0, 1]
-  instead (``formats.dicom``);
-- ``wave``: float32 [12, T] at ``wave_rate_hz``, standard 12-lead order, mV,
+  ``spec.image_voi_lut`` float16 display values in [0, 1] from the DICOM VOI
+  LUT / window instead (``formats.dicom``);
+- ``wave``: float16 [12, T] at ``wave_rate_hz``, standard 12-lead order, mV,
   from the first EDF/BDF/WFDB waveform (each lead resampled from its own
   rate; channels that name no standard lead are left out);
-- ``tokens``: int32 [n]: BOS, the report's tokens, EOS (not yet truncated);
+- ``tokens``: int16 (int32 for vocabularies over 32767 ids) [n]: BOS, the
+  report's tokens, EOS (not yet truncated);
 - ``present``: uint8 [2]: 1 where the study had an image / a waveform with
   at least one standard ECG lead (an EEG-only waveform counts as absent).
 """
@@ -32,6 +33,7 @@ from dataengine.formats.dispatch import WAVEFORM_FORMATS, decode_waveform
 from dataengine.formats.text import load_tokenizer
 from dataengine.formats.waveform import STANDARD_12_LEAD, resample_rows, to_standard_12_lead
 from dataengine.pipeline.spec import PipelineSpec
+from dataengine.pipeline.stored import to_stored
 from dataengine.v1 import record_pb2
 
 __all__ = ["AIR_HU", "resample_volume", "resample_waveform", "run_prefix"]
@@ -59,8 +61,9 @@ def run_prefix(
     spec: PipelineSpec,
     timings: MutableMapping[str, float] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Decode and resample one study. ``timings['decode']`` accumulates the
-    seconds spent. Raises ``DecodeError`` when a stored payload does not decode."""
+    """Decode, resample and round one study to its stored form.
+    ``timings['decode']`` accumulates the seconds spent. Raises
+    ``DecodeError`` when a stored payload does not decode."""
     t0 = time.perf_counter()
     present = np.zeros(2, dtype=np.uint8)
 
@@ -89,8 +92,10 @@ def run_prefix(
     ids = [tokenizer.bos_id, *tokenizer.encode(record.report), tokenizer.eos_id]
     tokens = np.asarray(ids, dtype=np.int32)
 
+    prefix = {"hu": hu, "wave": wave, "tokens": tokens, "present": present}
+    stored = to_stored(prefix, voi_lut=spec.image_voi_lut, vocab_size=tokenizer.vocab_size)
     _add(timings, "decode", time.perf_counter() - t0)
-    return {"hu": hu, "wave": wave, "tokens": tokens, "present": present}
+    return stored
 
 
 def _add(timings: MutableMapping[str, float] | None, stage: str, seconds: float) -> None:

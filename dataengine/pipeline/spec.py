@@ -9,17 +9,20 @@ every read.
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 
 from dataengine.errors import ConfigError
+from dataengine.formats.text import tokenizer_identity
 from dataengine.v1 import dataengine_pb2 as pb
 
 __all__ = ["MAX_SAMPLE_BYTES", "PREFIX_CODE_VERSION", "Augmentations", "PipelineSpec"]
 
 # Bump when decode/resample output changes for the same inputs (2: per-channel
-# anti-aliased waveform resampling, colour/MONOCHROME1 DICOM handling).
-PREFIX_CODE_VERSION = 2
+# anti-aliased waveform resampling, colour/MONOCHROME1 DICOM handling; 3: the
+# stored form is rounded to compact dtypes, ``pipeline/stored.py``).
+PREFIX_CODE_VERSION = 3
 
 # One sample, or its cached prefix, must fit comfortably in a gRPC message and
 # in a worker's memory: 64 MiB is a 64-slice 512x512 float32 volume.
@@ -153,21 +156,27 @@ class PipelineSpec:
         wave = 4 * _LEADS * int(10 * self.wave_rate_hz)
         return 4 * self.image_slices * self.image_resize**2 + wave
 
+    def prefix_fields(self) -> dict[str, object]:
+        """The fields that define the deterministic prefix (decode, resample,
+        rounding, tokenize), with the tokenizer as its content identity
+        (``formats.text.tokenizer_identity``) rather than its path."""
+        return {
+            "prefix_code_version": PREFIX_CODE_VERSION,
+            "image_slices": self.image_slices,
+            "image_resize": self.image_resize,
+            "wave_rate_hz": self.wave_rate_hz,
+            "tokenizer": tokenizer_identity(self.tokenizer),
+            "image_voi_lut": self.image_voi_lut,
+        }
+
     def prefix_key(self) -> str:
         """Identity of the deterministic, cacheable prefix of this pipeline
-        (decode + resample). Two specs with equal keys share cached samples;
-        ``PREFIX_CODE_VERSION`` changes whenever the prefix code's output does,
-        so caches that outlive a process (L1 on disk) never serve stale arrays."""
-        prefix: tuple[object, ...] = (
-            PREFIX_CODE_VERSION,
-            self.image_slices,
-            self.image_resize,
-            self.wave_rate_hz,
-            self.tokenizer,
-        )
-        if self.image_voi_lut:
-            prefix += ("image_voi_lut",)
-        return hashlib.sha256(repr(prefix).encode()).hexdigest()[:16]
+        (16 hex digits of a SHA-256 over ``prefix_fields``). Two specs with
+        equal keys share cached and prepared samples; ``PREFIX_CODE_VERSION``
+        changes whenever the prefix code's output does, so caches that outlive
+        a process (prepared views, the decode cache) never serve stale arrays."""
+        text = json.dumps(self.prefix_fields(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     # -- wire conversion -------------------------------------------------
 

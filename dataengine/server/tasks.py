@@ -19,7 +19,6 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from dataengine import tensors
@@ -27,6 +26,7 @@ from dataengine.errors import DataEngineError, NotFoundError
 from dataengine.pipeline.augment import augment
 from dataengine.pipeline.prefix import run_prefix
 from dataengine.pipeline.spec import PipelineSpec
+from dataengine.pipeline.stored import decode_prefix, encode_prefix
 from dataengine.procs import exit_with_parent
 from dataengine.shards import ShardReader, decompress_value, parse_record
 from dataengine.tiers.disk import ShardLocation
@@ -157,16 +157,6 @@ def _read_value(shard: ShardLocation, sample_id: int) -> tuple[bytes, str]:
         ) from None
 
 
-def _pack_prefix(prefix: dict[str, np.ndarray]) -> bytes:
-    return pb.Sample(tensors=tensors.encode_all(prefix)).SerializeToString()
-
-
-def _unpack_prefix(blob: bytes) -> dict[str, np.ndarray]:
-    msg = pb.Sample()
-    msg.ParseFromString(blob)
-    return tensors.decode_all(msg.tensors)
-
-
 def produce_sample(task: SampleTask) -> TaskResult:
     """Produce one serialized ``Sample`` (or, for ``prefix_only``, only the
     prefix blob). Never raises for bad data: the error travels in
@@ -193,11 +183,11 @@ def produce_sample(task: SampleTask) -> TaskResult:
             timings["decompress"] = time.perf_counter() - t1
             prefix = run_prefix(record, task.spec, timings)
             if task.want_prefix or task.prefix_only:
-                fresh_blob = _pack_prefix(prefix)
+                fresh_blob = encode_prefix(sid, prefix)
             if task.prefix_only:
                 return TaskResult(sid, b"", fresh_blob, timings, None, tier, nbytes)
         else:
-            prefix = _unpack_prefix(task.prefix_blob)
+            prefix = decode_prefix(task.prefix_blob, sid)
         t0 = time.perf_counter()
         arrays = augment(prefix, task.spec, task.seed, task.epoch, sid)
         t1 = time.perf_counter()

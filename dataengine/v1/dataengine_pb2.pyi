@@ -31,7 +31,7 @@ BOOL: DType
 FLOAT64: DType
 
 class PipelineSpec(_message.Message):
-    __slots__ = ("image_slices", "image_resize", "image_crop", "hu_center", "hu_width", "wave_rate_hz", "wave_samples", "text_tokens", "tokenizer", "augment", "image_voi_lut")
+    __slots__ = ("image_slices", "image_resize", "image_crop", "hu_center", "hu_width", "wave_rate_hz", "wave_samples", "text_tokens", "tokenizer", "augment", "image_voi_lut", "image_dtype", "wave_dtype")
     IMAGE_SLICES_FIELD_NUMBER: _ClassVar[int]
     IMAGE_RESIZE_FIELD_NUMBER: _ClassVar[int]
     IMAGE_CROP_FIELD_NUMBER: _ClassVar[int]
@@ -43,6 +43,8 @@ class PipelineSpec(_message.Message):
     TOKENIZER_FIELD_NUMBER: _ClassVar[int]
     AUGMENT_FIELD_NUMBER: _ClassVar[int]
     IMAGE_VOI_LUT_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_DTYPE_FIELD_NUMBER: _ClassVar[int]
+    WAVE_DTYPE_FIELD_NUMBER: _ClassVar[int]
     image_slices: int
     image_resize: int
     image_crop: int
@@ -54,7 +56,9 @@ class PipelineSpec(_message.Message):
     tokenizer: str
     augment: Augmentations
     image_voi_lut: bool
-    def __init__(self, image_slices: _Optional[int] = ..., image_resize: _Optional[int] = ..., image_crop: _Optional[int] = ..., hu_center: _Optional[float] = ..., hu_width: _Optional[float] = ..., wave_rate_hz: _Optional[float] = ..., wave_samples: _Optional[int] = ..., text_tokens: _Optional[int] = ..., tokenizer: _Optional[str] = ..., augment: _Optional[_Union[Augmentations, _Mapping]] = ..., image_voi_lut: _Optional[bool] = ...) -> None: ...
+    image_dtype: DType
+    wave_dtype: DType
+    def __init__(self, image_slices: _Optional[int] = ..., image_resize: _Optional[int] = ..., image_crop: _Optional[int] = ..., hu_center: _Optional[float] = ..., hu_width: _Optional[float] = ..., wave_rate_hz: _Optional[float] = ..., wave_samples: _Optional[int] = ..., text_tokens: _Optional[int] = ..., tokenizer: _Optional[str] = ..., augment: _Optional[_Union[Augmentations, _Mapping]] = ..., image_voi_lut: _Optional[bool] = ..., image_dtype: _Optional[_Union[DType, str]] = ..., wave_dtype: _Optional[_Union[DType, str]] = ...) -> None: ...
 
 class Augmentations(_message.Message):
     __slots__ = ("flip", "random_crop", "hu_jitter", "wave_random_window", "wave_scale", "wave_noise")
@@ -167,7 +171,7 @@ class CacheStats(_message.Message):
     def __init__(self, tier: _Optional[str] = ..., hits: _Optional[int] = ..., misses: _Optional[int] = ..., bytes_held: _Optional[int] = ..., budget_bytes: _Optional[int] = ..., entries: _Optional[int] = ..., evictions: _Optional[int] = ..., bytes_read: _Optional[int] = ..., fills: _Optional[int] = ..., fill_seconds_total: _Optional[float] = ..., fill_mean_ms: _Optional[float] = ..., prefetch_fills: _Optional[int] = ..., prefetch_lead_mean_ms: _Optional[float] = ..., waits: _Optional[int] = ..., wait_seconds_total: _Optional[float] = ...) -> None: ...
 
 class EngineStats(_message.Message):
-    __slots__ = ("engine_id", "version", "uptime_seconds", "samples_served", "bytes_served", "samples_per_second", "stages", "queue_depths", "caches", "errors", "workers", "bottleneck_stage", "streams_total", "datasets")
+    __slots__ = ("engine_id", "version", "uptime_seconds", "samples_served", "bytes_served", "samples_per_second", "stages", "queue_depths", "caches", "errors", "workers", "bottleneck_stage", "streams_total", "datasets", "sources")
     class QueueDepthsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -196,6 +200,7 @@ class EngineStats(_message.Message):
     BOTTLENECK_STAGE_FIELD_NUMBER: _ClassVar[int]
     STREAMS_TOTAL_FIELD_NUMBER: _ClassVar[int]
     DATASETS_FIELD_NUMBER: _ClassVar[int]
+    SOURCES_FIELD_NUMBER: _ClassVar[int]
     engine_id: str
     version: str
     uptime_seconds: float
@@ -210,7 +215,22 @@ class EngineStats(_message.Message):
     bottleneck_stage: str
     streams_total: int
     datasets: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, engine_id: _Optional[str] = ..., version: _Optional[str] = ..., uptime_seconds: _Optional[float] = ..., samples_served: _Optional[int] = ..., bytes_served: _Optional[int] = ..., samples_per_second: _Optional[float] = ..., stages: _Optional[_Iterable[_Union[StageStats, _Mapping]]] = ..., queue_depths: _Optional[_Mapping[str, int]] = ..., caches: _Optional[_Iterable[_Union[CacheStats, _Mapping]]] = ..., errors: _Optional[_Mapping[str, int]] = ..., workers: _Optional[int] = ..., bottleneck_stage: _Optional[str] = ..., streams_total: _Optional[int] = ..., datasets: _Optional[_Iterable[str]] = ...) -> None: ...
+    sources: _containers.RepeatedCompositeFieldContainer[SourceStats]
+    def __init__(self, engine_id: _Optional[str] = ..., version: _Optional[str] = ..., uptime_seconds: _Optional[float] = ..., samples_served: _Optional[int] = ..., bytes_served: _Optional[int] = ..., samples_per_second: _Optional[float] = ..., stages: _Optional[_Iterable[_Union[StageStats, _Mapping]]] = ..., queue_depths: _Optional[_Mapping[str, int]] = ..., caches: _Optional[_Iterable[_Union[CacheStats, _Mapping]]] = ..., errors: _Optional[_Mapping[str, int]] = ..., workers: _Optional[int] = ..., bottleneck_stage: _Optional[str] = ..., streams_total: _Optional[int] = ..., datasets: _Optional[_Iterable[str]] = ..., sources: _Optional[_Iterable[_Union[SourceStats, _Mapping]]] = ...) -> None: ...
+
+class SourceStats(_message.Message):
+    __slots__ = ("dataset", "prepared", "decode_cache", "decoded", "ram")
+    DATASET_FIELD_NUMBER: _ClassVar[int]
+    PREPARED_FIELD_NUMBER: _ClassVar[int]
+    DECODE_CACHE_FIELD_NUMBER: _ClassVar[int]
+    DECODED_FIELD_NUMBER: _ClassVar[int]
+    RAM_FIELD_NUMBER: _ClassVar[int]
+    dataset: str
+    prepared: int
+    decode_cache: int
+    decoded: int
+    ram: int
+    def __init__(self, dataset: _Optional[str] = ..., prepared: _Optional[int] = ..., decode_cache: _Optional[int] = ..., decoded: _Optional[int] = ..., ram: _Optional[int] = ...) -> None: ...
 
 class DescribeDatasetRequest(_message.Message):
     __slots__ = ("dataset",)
