@@ -26,9 +26,9 @@ __all__ = [
     "Tokenizer",
     "VocabTokenizer",
     "decode_report_bytes",
-    "tokenizer_identity",
     "decode_text",
     "load_tokenizer",
+    "tokenizer_identity",
 ]
 
 PAD_ID = 256
