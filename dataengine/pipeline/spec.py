@@ -17,7 +17,13 @@ from dataengine.errors import ConfigError
 from dataengine.formats.text import tokenizer_identity
 from dataengine.v1 import dataengine_pb2 as pb
 
-__all__ = ["MAX_SAMPLE_BYTES", "PREFIX_CODE_VERSION", "Augmentations", "PipelineSpec"]
+__all__ = [
+    "MAX_SAMPLE_BYTES",
+    "PREFIX_CODE_VERSION",
+    "Augmentations",
+    "PipelineSpec",
+    "prefix_key_of",
+]
 
 # Bump when decode/resample output changes for the same inputs (2: per-channel
 # anti-aliased waveform resampling, colour/MONOCHROME1 DICOM handling; 3: the
@@ -28,6 +34,14 @@ PREFIX_CODE_VERSION = 3
 # in a worker's memory: 64 MiB is a 64-slice 512x512 float32 volume.
 MAX_SAMPLE_BYTES = 64 << 20
 _LEADS = 12
+
+
+def prefix_key_of(prefix_fields: dict[str, object]) -> str:
+    """The prefix key of ``PipelineSpec.prefix_fields()`` output (16 hex
+    digits of the SHA-256 of its canonical JSON); prepared views recompute
+    it from the fields their manifest records."""
+    text = json.dumps(prefix_fields, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _require(ok: bool, name: str, message: str) -> None:
@@ -175,8 +189,7 @@ class PipelineSpec:
         equal keys share cached and prepared samples; ``PREFIX_CODE_VERSION``
         changes whenever the prefix code's output does, so caches that outlive
         a process (prepared views, the decode cache) never serve stale arrays."""
-        text = json.dumps(self.prefix_fields(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return prefix_key_of(self.prefix_fields())
 
     # -- wire conversion -------------------------------------------------
 
