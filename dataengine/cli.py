@@ -46,7 +46,12 @@ def _bytes_arg(text: str) -> int:
 def _cmd_synth(args: argparse.Namespace) -> int:
     from dataengine.synth import generate_corpus
 
-    summary = generate_corpus(Path(args.raw_dir), studies=args.studies, seed=args.seed)
+    summary = generate_corpus(
+        Path(args.raw_dir),
+        studies=args.studies,
+        seed=args.seed,
+        transfer_syntaxes=tuple(args.transfer_syntaxes.split(",")),
+    )
     print(summary.format())
     return 0
 
@@ -235,6 +240,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("raw_dir")
     p.add_argument("--studies", type=int, required=True, help="number of studies")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--transfer-syntaxes",
+        default="explicit",
+        metavar="NAMES",
+        help="CT transfer syntaxes by study, cycled: comma list of explicit, rle, jpeg2000",
+    )
     p.set_defaults(func=_cmd_synth)
 
     p = sub.add_parser("pack", help="join, de-identify and pack raw studies into shards")

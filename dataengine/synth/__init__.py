@@ -8,11 +8,13 @@ from dataengine.synth._corpus import (
     generate_corpus,
     study_folder_name,
 )
+from dataengine.synth._ct import TRANSFER_SYNTAXES
 from dataengine.synth._identity import FINDINGS, Finding, Identity
 
 __all__ = [
     "FINDINGS",
     "PHI_PLANTED_NAME",
+    "TRANSFER_SYNTAXES",
     "Finding",
     "Identity",
     "SynthSummary",

@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from dataengine.errors import ConfigError
-from dataengine.synth._ct import make_ct_series
+from dataengine.synth._ct import TRANSFER_SYNTAXES, make_ct_series
 from dataengine.synth._ecg import make_ecg_signals, write_ecg_edf
 from dataengine.synth._identity import FINDINGS, make_identity
 from dataengine.synth._report import make_report
@@ -60,6 +61,7 @@ def generate_corpus(
     cols: int = 64,
     ecg_seconds: int = 10,
     ecg_rate_hz: int = 250,
+    transfer_syntaxes: Sequence[str] = ("explicit",),
 ) -> SynthSummary:
     """Write ``studies`` study folders under ``raw_dir`` plus ``phi_planted.json``.
 
@@ -67,6 +69,9 @@ def generate_corpus(
     ``slices`` x ``rows`` x ``cols`` voxels, in shuffled instance order),
     ``ecg.edf`` (EDF+ 12-lead ECG, mV, ``ecg_seconds`` s at ``ecg_rate_hz``
     Hz) and ``report.txt``. The output is byte-identical for equal arguments.
+    Study ``i``'s CT files use ``transfer_syntaxes[i % len(transfer_syntaxes)]``
+    (names of ``TRANSFER_SYNTAXES``: ``explicit``, ``rle``, ``jpeg2000``, all
+    lossless), so ``("explicit", "rle", "jpeg2000")`` gives a third of each.
     ``phi_planted.json`` is a sorted JSON list of every identifying string
     written, in each written form.
     """
@@ -76,6 +81,18 @@ def generate_corpus(
     _check("cols", cols, 8, 4096)
     _check("ecg_seconds", ecg_seconds, 1, 3600)
     _check("ecg_rate_hz", ecg_rate_hz, 50, 10_000)
+    syntaxes = tuple(transfer_syntaxes)
+    if isinstance(transfer_syntaxes, str) or not syntaxes:
+        raise ConfigError(
+            "synth.transfer_syntaxes",
+            f"must be a non-empty list of names, got {transfer_syntaxes!r}",
+        )
+    unknown = [name for name in syntaxes if name not in TRANSFER_SYNTAXES]
+    if unknown:
+        raise ConfigError(
+            "synth.transfer_syntaxes",
+            f"unknown {unknown!r}; choose from {sorted(TRANSFER_SYNTAXES)}",
+        )
     start = time.perf_counter()
     raw_dir = Path(raw_dir)
     raw_dir.mkdir(parents=True, exist_ok=True)
@@ -102,6 +119,7 @@ def generate_corpus(
             rows=rows,
             cols=cols,
             rng=rng,
+            transfer_syntax=syntaxes[index % len(syntaxes)],
         )
         for k, data in enumerate(series.files):
             (folder / f"ct_{k:04d}.dcm").write_bytes(data)

@@ -1,20 +1,33 @@
 """A synthetic CT series as a hospital PACS exports it: Part-10 files,
-explicit VR little endian, CT Image Storage, int16 stored values with
-``HU = stored * 1 - 1024``, identifying headers and a private block."""
+explicit VR little endian (or RLE Lossless, or JPEG 2000 Lossless), CT Image
+Storage, int16 stored values with ``HU = stored * 1 - 1024``, identifying
+headers and a private block."""
 
 from __future__ import annotations
 
 import io
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import UID, ExplicitVRLittleEndian, generate_uid
+from pydicom.uid import UID, ExplicitVRLittleEndian, JPEG2000Lossless, RLELossless, generate_uid
 
 from dataengine.synth._identity import Finding, Identity
 
-__all__ = ["CT_IMAGE_STORAGE", "CtSeries", "make_ct_series", "render_volume"]
+__all__ = ["CT_IMAGE_STORAGE", "TRANSFER_SYNTAXES", "CtSeries", "make_ct_series", "render_volume"]
+
+# openjpeg logs one INFO line per encoded tile, i.e. per slice
+logging.getLogger("openjpeg.encode").setLevel(logging.WARNING)
+
+# name -> transfer syntax of the written files; the encoded ones are lossless,
+# so every name yields the same pixels
+TRANSFER_SYNTAXES: dict[str, UID] = {
+    "explicit": ExplicitVRLittleEndian,
+    "rle": RLELossless,
+    "jpeg2000": JPEG2000Lossless,
+}
 
 CT_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.2"
 RESCALE_INTERCEPT = -1024.0
@@ -77,8 +90,15 @@ def make_ct_series(
     rows: int,
     cols: int,
     rng: np.random.Generator,
+    transfer_syntax: str = "explicit",
 ) -> CtSeries:
-    """Encode one CT series, files in a shuffled instance order."""
+    """Encode one CT series, files in a shuffled instance order.
+
+    ``transfer_syntax`` is a key of ``TRANSFER_SYNTAXES``. RLE and JPEG 2000
+    are encoded by pylibjpeg's plugins (named, so the bytes do not depend on
+    which encoders happen to be installed), keeping the SOP Instance UIDs.
+    """
+    syntax = TRANSFER_SYNTAXES[transfer_syntax]
     hu = render_volume(finding, slices, rows, cols, rng)
     stored = np.clip(np.rint(hu - RESCALE_INTERCEPT), -32768, 32767).astype("<i2")
     study_uid = _uid(seed, study_index, "study")
@@ -164,6 +184,8 @@ def make_ct_series(
         private.add_new(0x01, "LO", ident.dicom_name)
         private.add_new(0x03, "DA", ident.birth_date.strftime("%Y%m%d"))
         ds.PixelData = stored[i].tobytes()
+        if syntax != ExplicitVRLittleEndian:
+            ds.compress(syntax, encoding_plugin="pylibjpeg", generate_instance_uid=False)
         buf = io.BytesIO()
         pydicom.dcmwrite(buf, ds, enforce_file_format=True)
         files[i] = buf.getvalue()

@@ -171,3 +171,44 @@ def test_report_mentions_phi_and_the_findings(corpus: Path) -> None:
         assert ("FINDINGS:" in report and "ECG" in report) or "Electrocardiogram" in report
         mentioned = [p for p in planted if p in report]
         assert len(mentioned) >= 6
+
+
+def test_mixed_transfer_syntaxes_decode_to_the_same_pixels(tmp_path: Path) -> None:
+    mixed_syntaxes = ("explicit", "rle", "jpeg2000")
+
+    def make(name: str, syntaxes: tuple[str, ...]) -> Path:
+        generate_corpus(
+            tmp_path / name, 3, 4, slices=3, rows=32, cols=32, ecg_seconds=2,
+            transfer_syntaxes=syntaxes,
+        )  # fmt: skip
+        return tmp_path / name
+
+    make("plain", ("explicit",))
+    make("mixed", mixed_syntaxes)
+    seen = set()
+    for study in sorted((tmp_path / "plain").glob("study_*")):
+        mixed = tmp_path / "mixed" / study.name
+        for path in sorted(study.glob("ct_*.dcm")):
+            plain, coded = pydicom.dcmread(path), pydicom.dcmread(mixed / path.name)
+            syntax = coded.file_meta.TransferSyntaxUID
+            seen.add(syntax)
+            assert coded.SOPInstanceUID == plain.SOPInstanceUID
+            assert coded.InstanceNumber == plain.InstanceNumber
+            assert np.array_equal(coded.pixel_array, plain.pixel_array)
+            assert coded.pixel_array.dtype == np.int16
+        # ECG and report do not depend on the syntax
+        assert (mixed / "ecg.edf").read_bytes() == (study / "ecg.edf").read_bytes()
+        assert (mixed / "report.txt").read_bytes() == (study / "report.txt").read_bytes()
+    assert seen == {
+        pydicom.uid.ExplicitVRLittleEndian,
+        pydicom.uid.RLELossless,
+        pydicom.uid.JPEG2000Lossless,
+    }
+    assert _files(make("again", mixed_syntaxes)) == _files(tmp_path / "mixed")
+
+
+def test_unknown_transfer_syntax_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"synth\.transfer_syntaxes"):
+        generate_corpus(tmp_path, studies=1, transfer_syntaxes=("jpegls",))
+    with pytest.raises(ConfigError, match=r"synth\.transfer_syntaxes"):
+        generate_corpus(tmp_path, studies=1, transfer_syntaxes=())
