@@ -1,0 +1,209 @@
+"""deploy/ is code: every ``dataengine`` and trainer command line in the
+Kubernetes manifests and Slurm job scripts parses with the real CLI parsers,
+and every ``medstream_*`` metric an alert rule names is one a live engine
+exports. A renamed flag or metric fails here, not in an operator's cluster.
+
+Shell variables (``"$DATASET_DIR"``, Kubernetes ``$(DATASET)``) stand for
+values the job fills in; they are replaced by a placeholder that every flag
+type accepts (``1``), and ``"${array[@]}"`` / ``$TRAINER_ARGS`` (optional
+extra arguments) by nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import re
+import shlex
+import socket
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+import yaml
+
+from dataengine.cli import build_parser
+from dataengine.v1 import dataengine_pb2 as pb
+from dataengine.v1 import dataengine_pb2_grpc as pb_grpc
+from trainer.train import parse_args as trainer_parse_args
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
+# Optional extra arguments: expand to nothing.
+_EMPTY_VARS = {"TRAINER_ARGS"}
+_VAR = re.compile(r"\$\{(\w+)\[@\]\}|\$\{(\w+)[^}]*\}|\$\((\w+)\)|\$(\w+)")
+_SHELL_STOP = {";", "&&", "||", "|", "&", "then", "do", "done", "fi"}
+
+
+def _expand(token: str) -> str:
+    def sub(m: re.Match[str]) -> str:
+        if m.group(1):  # an array expansion: optional flags
+            return ""
+        name = m.group(2) or m.group(3) or m.group(4)
+        return "" if name in _EMPTY_VARS else "1"
+
+    return _VAR.sub(sub, token)
+
+
+def _invocations(text: str) -> Iterator[tuple[str, list[str]]]:
+    """``("dataengine" | "trainer", argv)`` for each command line in shell
+    ``text``, including those inside ``bash -c '...'`` strings."""
+    text = text.replace("\\\n", " ")
+    for line in text.splitlines():
+        if "dataengine" not in line and "trainer" not in line:
+            continue
+        try:
+            tokens = shlex.split(line, comments=True)
+        except ValueError:
+            continue  # a line inside a multi-line quoted string: seen whole below
+        yield from _from_tokens(tokens)
+    # Multi-line quoted arguments (bash -c '...') are split as a whole too.
+    for m in re.finditer(r"bash -c '([^']*)'", text):
+        yield from _invocations(m.group(1))
+
+
+def _from_tokens(tokens: list[str]) -> Iterator[tuple[str, list[str]]]:
+    for i, tok in enumerate(tokens):
+        if " " in tok:
+            continue  # a quoted script: handled by the bash -c pass
+        if Path(tok).name == "dataengine" and i + 1 < len(tokens):
+            yield "dataengine", _args(tokens[i + 1 :])
+        elif tok == "trainer" and i > 0 and tokens[i - 1] in ("-m", "--module"):
+            yield "trainer", _args(tokens[i + 1 :])
+
+
+def _args(tokens: list[str]) -> list[str]:
+    out = []
+    for tok in tokens:
+        if tok in _SHELL_STOP or tok.startswith((">", "2>", "<")) or tok.endswith(";"):
+            break
+        expanded = _expand(tok)
+        if expanded:
+            out.append(expanded)
+    return out
+
+
+def _container_invocations(doc: dict) -> Iterator[tuple[str, list[str]]]:
+    """Command lines of every (init) container of a Kubernetes object."""
+    spec = doc.get("spec", {})
+    pod = spec.get("template", {}).get("spec", spec.get("jobTemplate", {}))
+    if "jobTemplate" in spec:  # a CronJob
+        pod = spec["jobTemplate"]["spec"]["template"]["spec"]
+    for container in [*pod.get("initContainers", []), *pod.get("containers", [])]:
+        command = container.get("command")
+        args = [str(a) for a in container.get("args", [])]
+        if command is None and str(container.get("image", "")).startswith("medstream/dataengine"):
+            yield "dataengine", [_expand(a) for a in args]  # the image's ENTRYPOINT
+        elif command is not None:
+            yield from _invocations(shlex.join([*command, *args]))
+            for a in args:
+                if "\n" in a or " " in a:
+                    yield from _invocations(a)
+
+
+def _manifest_files() -> list[Path]:
+    return sorted((DEPLOY / "kubernetes").glob("*.yaml"))
+
+
+def _script_files() -> list[Path]:
+    return sorted((DEPLOY / "slurm").glob("*.sbatch"))
+
+
+def _collect() -> list[tuple[str, str, list[str]]]:
+    found = []
+    for path in _manifest_files():
+        for doc in yaml.safe_load_all(path.read_text()):
+            if isinstance(doc, dict):
+                for prog, argv in _container_invocations(doc):
+                    found.append((f"{path.name}", prog, argv))
+    for path in _script_files():
+        for prog, argv in _invocations(path.read_text()):
+            found.append((path.name, prog, argv))
+    unique = {(w, p, tuple(a)): None for w, p, a in found}  # a script seen by two passes
+    return [(w, p, list(a)) for w, p, a in unique]
+
+
+_COMMANDS = _collect()
+
+
+def _parse(prog: str, argv: list[str]) -> argparse.Namespace:
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            if prog == "dataengine":
+                return build_parser().parse_args(argv)
+            return trainer_parse_args(argv)
+    except SystemExit as exc:
+        raise AssertionError(f"{prog} {shlex.join(argv)}: {err.getvalue().strip()}") from exc
+
+
+def test_every_deploy_file_has_its_commands_found() -> None:
+    """Each job script and each manifest that runs our programs is covered
+    (so the parse test below cannot pass by finding nothing)."""
+    files = {name for name, _, _ in _COMMANDS}
+    for path in _script_files():
+        assert path.name in files, f"no dataengine/trainer command found in {path}"
+    subcommands = {argv[0] for _, prog, argv in _COMMANDS if prog == "dataengine" and argv}
+    assert {"serve", "pack", "stats"} <= subcommands
+    assert any(prog == "trainer" for _, prog, _ in _COMMANDS)
+
+
+@pytest.mark.parametrize(
+    ("where", "prog", "argv"),
+    _COMMANDS,
+    ids=[f"{w}:{p}:{a[0] if a else ''}" for w, p, a in _COMMANDS],
+)
+def test_deploy_command_lines_parse(where: str, prog: str, argv: list[str]) -> None:
+    if prog == "dataengine" and argv and argv[0] in ("--help", "-h"):
+        return  # the image's default CMD
+    _parse(prog, argv)
+
+
+def test_a_wrong_flag_is_caught() -> None:
+    """The checker itself: a misspelt flag in a job script fails to parse."""
+    ((prog, argv),) = list(_invocations("srun dataengine serve /d --no-such-flag 3\n"))
+    with pytest.raises(AssertionError, match="no-such-flag"):
+        _parse(prog, argv)
+
+
+def _alert_metrics() -> set[str]:
+    names: set[str] = set()
+    for path in (DEPLOY / "prometheus").glob("*.yml"):
+        text = path.read_text()
+        for doc in yaml.safe_load_all(text):
+            for group in (doc or {}).get("groups", []) if isinstance(doc, dict) else []:
+                for rule in group.get("rules", []):
+                    names.update(re.findall(r"\bmedstream_\w+", rule.get("expr", "")))
+    return names
+
+
+@pytest.mark.slow
+def test_every_alerted_metric_is_exported_by_a_live_engine(
+    packed_dataset: Path, start_engine
+) -> None:
+    names = _alert_metrics()
+    assert names, "no medstream_* metric found in the alert rules"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    engine = start_engine([packed_dataset], "--metrics-port", str(port))
+    # The errors counter has a series per kind only once that kind occurred:
+    # make one (an out-of-range id is refused with INVALID_ARGUMENT).
+    with grpc.insecure_channel(engine.address) as channel:
+        call = pb_grpc.DataEngineStub(channel).StreamSamples(
+            pb.SampleRequest(sample_ids=[1 << 40]), timeout=30
+        )
+        with pytest.raises(grpc.RpcError):
+            list(call)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
+        text = reply.read().decode()
+    # Sample lines, and families declared without samples yet (the errors
+    # counter has a series per kind only once that kind has occurred).
+    exported = set(re.findall(r"^(medstream_\w+?)(?:\{| )", text, re.M))
+    for name, kind in re.findall(r"^# TYPE (medstream_\w+) (\w+)", text, re.M):
+        exported.add(f"{name}_total" if kind == "counter" else name)
+    engine_names = {n for n in names if n.startswith("medstream_engine_")}
+    missing = engine_names - exported
+    assert not missing, f"alert rules name metrics no engine exports: {sorted(missing)}"
