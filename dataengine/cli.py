@@ -220,7 +220,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     from dataengine.verify import load_known_phi, verify_dataset
 
     known = load_known_phi(args.known_phi) if args.known_phi is not None else None
-    report = verify_dataset(Path(args.dataset_dir), known)
+    report = verify_dataset(Path(args.dataset_dir), known, prepared_sample=args.prepared_sample)
     if args.json:
         print(json.dumps(report.to_json_dict(), indent=2, ensure_ascii=False))
     else:
@@ -367,6 +367,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="FILE",
         help="values that must appear nowhere: one per line, or a JSON list (phi_planted.json)",
+    )
+    p.add_argument(
+        "--prepared-sample",
+        type=int,
+        default=4,
+        metavar="N",
+        help="studies per prepared view decoded afresh and compared with it (0: none)",
     )
     p.add_argument("--json", action="store_true", help="machine-readable report")
     p.set_defaults(func=_cmd_verify)

@@ -25,6 +25,16 @@ PROBLEM_KINDS: dict[str, str] = {
     "phi_pattern": "text matches a PHI pattern (name, id, phone, date ...)",
     "dicom_deid": "a DICOM header breaks a de-identification invariant",
     "edf_deid": "an EDF/BDF header keeps an identifying field",
+    "prepared_manifest": "a prepared view has no manifest, or an unreadable or inconsistent one",
+    "prepared_stale": "a prepared view the engine would not serve (prefix code version, key, "
+    "source shards, shard ranges, a missing file or a wrong size)",
+    "prepared_checksum": "a prepared shard's SHA-256 differs from its manifest",
+    "prepared_unreadable": "a prepared shard is not a readable LMDB file",
+    "prepared_value": "a prepared value is missing, extra, fails its zstd checksum, does not "
+    "parse or holds another sample id",
+    "prepared_shape": "a prepared array's shape or dtype is not what the view's prefix implies",
+    "prepared_failed": "the failures the values record differ from the manifest's failed list",
+    "prepared_mismatch": "a fresh decode of the source record differs from the prepared arrays",
 }
 
 # Counters every report carries, in display order.
@@ -39,6 +49,13 @@ COUNT_KEYS = (
     "reports",
     "values_scanned",
     "known_phi_values",
+    "prepared_views",
+    "prepared_views_intact",
+    "prepared_values_read",
+    "prepared_values_checked",
+    "prepared_failed_recorded",
+    "prepared_compared",
+    "prepared_compare_skipped",
 )
 
 _MAX_TEXT_PROBLEMS = 200
@@ -70,11 +87,14 @@ def _sample(sample_id: int | None) -> str:
 class VerifyReport:
     """The outcome of ``verify_dataset``. ``ok`` is true exactly when there
     are no problems; ``counts`` holds ``COUNT_KEYS`` (shards, samples and
-    files checked, text values scanned, known-PHI values searched for)."""
+    files checked, text values scanned, known-PHI values searched for, prepared
+    views and values checked); ``notes`` says what was not checked and why
+    (a note never makes a report fail)."""
 
     dataset: str
     problems: list[Problem] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=lambda: dict.fromkeys(COUNT_KEYS, 0))
+    notes: list[str] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -95,6 +115,7 @@ class VerifyReport:
             "ok": self.ok,
             "counts": dict(self.counts),
             "problem_counts": self.problem_counts(),
+            "notes": list(self.notes),
             "problems": [asdict(p) for p in self.problems],
         }
 
@@ -112,7 +133,13 @@ class VerifyReport:
             f"{c['reports']} reports",
             f"  PHI scan: {c['values_scanned']} text values, "
             f"{c['known_phi_values']} known PHI values searched for",
+            f"  prepared views: {c['prepared_views']} found, {c['prepared_views_intact']} intact; "
+            f"{c['prepared_values_read']} values read, {c['prepared_values_checked']} with the "
+            f"right shapes and dtypes, {c['prepared_failed_recorded']} recorded failures; "
+            f"{c['prepared_compared']} equal to a fresh decode, "
+            f"{c['prepared_compare_skipped']} not compared",
         ]
+        lines += [f"  note: {n}" for n in self.notes]
         if self.problems:
             kinds = ", ".join(f"{k}={n}" for k, n in self.problem_counts().items())
             lines.append(f"problems ({kinds}):")

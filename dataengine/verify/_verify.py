@@ -6,7 +6,8 @@ then every record: zstd content checksum, protobuf parse and sample id,
 sample range (missing and extra ids), every payload decoded with the engine's
 own decoders (each DICOM series with ``decode_series``, each waveform with
 ``decode_waveform``), and every text value scanned for PHI (``_scan.py``,
-``_dicom.py``, ``_waveforms.py``).
+``_dicom.py``, ``_waveforms.py``). Then every prepared view under
+``prepared/`` (``_prepared.py``).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from dataengine.errors import DataEngineError
+from dataengine.errors import ConfigError, DataEngineError
 from dataengine.formats.dicom import decode_series, read_dicom
 from dataengine.formats.dispatch import WAVEFORM_FORMATS, decode_waveform
 from dataengine.shards import (
@@ -31,6 +32,7 @@ from dataengine.shards import (
 )
 from dataengine.v1 import record_pb2
 from dataengine.verify._dicom import DeidRules, check_dicom
+from dataengine.verify._prepared import DEFAULT_PREPARED_SAMPLE, verify_prepared
 from dataengine.verify._report import Problem, VerifyReport
 from dataengine.verify._scan import Finding, PhiScanner
 from dataengine.verify._waveforms import check_edf, check_wfdb
@@ -43,12 +45,22 @@ _UID_LIKE = re.compile(r"[\d.]*")
 _MAX_MISSING_LISTED = 20
 
 
-def verify_dataset(dataset_dir: Path | str, known_phi: Iterable[str] | None = None) -> VerifyReport:
+def verify_dataset(
+    dataset_dir: Path | str,
+    known_phi: Iterable[str] | None = None,
+    *,
+    prepared_sample: int = DEFAULT_PREPARED_SAMPLE,
+) -> VerifyReport:
     """Check the dataset in ``dataset_dir`` (see the module docstring) and
     return what was checked and every problem found; never raises for a bad
     dataset. ``known_phi``: exact values that must appear nowhere (for
     example the synthetic corpus's ``phi_planted.json``, read with
-    ``load_known_phi``)."""
+    ``load_known_phi``). ``prepared_sample``: studies per prepared view
+    decoded afresh and compared with the view's arrays (0: none)."""
+    if not isinstance(prepared_sample, int) or prepared_sample < 0:
+        raise ConfigError(
+            "verify.prepared_sample", f"must be an integer >= 0, got {prepared_sample!r}"
+        )
     root = Path(dataset_dir)
     report = VerifyReport(dataset=str(root))
     try:
@@ -65,6 +77,7 @@ def verify_dataset(dataset_dir: Path | str, known_phi: Iterable[str] | None = No
     for shard in manifest.shards:
         _verify_shard(root, shard, scanner, rules, report)
     report.counts["values_scanned"] = scanner.values_scanned
+    verify_prepared(root, manifest, report, sample=prepared_sample)
     _LOG.info(
         "verified %s: %d problems, %d records read", root, len(report.problems),
         report.counts["records_read"],
