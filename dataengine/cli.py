@@ -1,4 +1,4 @@
-"""``dataengine`` command line: synth, pack, serve, stats, digest, verify.
+"""``dataengine`` command line: synth, pack, prepare, serve, stats, digest, verify.
 
 The only module (with ``demo.py``) that prints; everything else logs.
 """
@@ -6,6 +6,7 @@ The only module (with ``demo.py``) that prints; everything else logs.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import signal
@@ -13,6 +14,7 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 from google.protobuf import json_format
@@ -20,6 +22,9 @@ from google.protobuf import json_format
 from dataengine.errors import DataEngineError
 from dataengine.v1 import dataengine_pb2 as pb
 from dataengine.v1 import dataengine_pb2_grpc as pb_grpc
+
+if TYPE_CHECKING:
+    from dataengine.pipeline.spec import PipelineSpec
 
 __all__ = ["main"]
 
@@ -84,6 +89,36 @@ def _cmd_pack(args: argparse.Namespace) -> int:
     )
     summary = pack_dataset(Path(args.raw_dir), Path(args.dataset_dir), config, restart=args.restart)
     print(summary.format())
+    return 0
+
+
+# -- prepare -----------------------------------------------------------------
+
+# PipelineSpec fields that define the prefix, settable as prepare flags.
+_PREFIX_FLAGS = ("image_slices", "image_resize", "wave_rate_hz", "tokenizer", "image_voi_lut")
+
+
+def _pipeline_arg(args: argparse.Namespace) -> PipelineSpec:
+    """The job's pipeline: ``--pipeline JOB.json`` (or the defaults), with
+    the prefix flags that were given on top."""
+    from dataengine.pipeline.spec import PipelineSpec
+
+    spec = PipelineSpec.from_json_file(args.pipeline) if args.pipeline else PipelineSpec()
+    given = {n: getattr(args, n) for n in _PREFIX_FLAGS if getattr(args, n, None) is not None}
+    if "image_resize" in given:  # the crop is no part of the prefix: keep it within the grid
+        given["image_crop"] = min(spec.image_crop, given["image_resize"])
+    return dataclasses.replace(spec, **given) if given else spec
+
+
+def _cmd_prepare(args: argparse.Namespace) -> int:
+    from dataengine.prepared import PrepareConfig, parse_part, prepare_dataset
+
+    spec = _pipeline_arg(args)
+    optional = {"workers": args.workers, "part": parse_part(args.part) if args.part else None}
+    config = PrepareConfig(**{k: v for k, v in optional.items() if v is not None})
+    summary = prepare_dataset(Path(args.dataset_dir), spec, config, restart=args.restart)
+    print(summary.format())
+    print(f"view: {summary.view_dir}")
     return 0
 
 
@@ -198,7 +233,9 @@ def _cmd_digest(args: argparse.Namespace) -> int:
     from dataengine.client.digest import digest_lines
     from dataengine.pipeline.spec import Augmentations, PipelineSpec
 
-    pipeline = PipelineSpec(augment=Augmentations.all_on() if args.augment else Augmentations())
+    pipeline = PipelineSpec.from_json_file(args.pipeline) if args.pipeline else PipelineSpec()
+    if args.augment:
+        pipeline = dataclasses.replace(pipeline, augment=Augmentations.all_on())
     with EngineClient(
         args.engines,
         dataset=args.dataset,
@@ -301,6 +338,42 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_cmd_pack)
 
+    p = sub.add_parser(
+        "prepare",
+        help="decode every study once for a job's prefix into DATASET_DIR/prepared/<key>/",
+    )
+    p.add_argument("dataset_dir", metavar="DATASET_DIR")
+    p.add_argument(
+        "--pipeline",
+        default=None,
+        metavar="JOB.json",
+        help="the job's PipelineSpec as JSON (field names, augment nested); flags override it",
+    )
+    p.add_argument("--image-slices", type=int, default=None, help="volume depth, slices")
+    p.add_argument("--image-resize", type=int, default=None, help="in-plane size, pixels")
+    p.add_argument("--wave-rate-hz", type=float, default=None, help="waveform rate, Hz")
+    p.add_argument("--tokenizer", default=None, help="'byte' or a vocabulary file")
+    p.add_argument(
+        "--image-voi-lut",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="decode DICOM through its VOI LUT / window to [0, 1] instead of HU",
+    )
+    p.add_argument("--workers", type=int, default=None, help="processes (default: cores)")
+    p.add_argument(
+        "--part",
+        default=None,
+        metavar="I/N",
+        help="prepare only shards whose id %% N == I (one machine of N); the last part to "
+        "finish writes the manifest",
+    )
+    p.add_argument(
+        "--restart",
+        action="store_true",
+        help="discard an unfinished (or unservable) view instead of resuming it",
+    )
+    p.set_defaults(func=_cmd_prepare)
+
     p = sub.add_parser("serve", help="serve packed datasets over gRPC")
     p.add_argument("dataset_dirs", nargs="+", metavar="DATASET_DIR")
     p.add_argument("--host", default="127.0.0.1")
@@ -354,6 +427,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", type=int, default=0, metavar="POSITION", help="global position")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="at most N batches")
     p.add_argument("--augment", action="store_true", help="all augmentations on")
+    p.add_argument(
+        "--pipeline",
+        default=None,
+        metavar="JOB.json",
+        help="the job's PipelineSpec as JSON (field names, augment nested)",
+    )
     p.set_defaults(func=_cmd_digest)
 
     p = sub.add_parser(

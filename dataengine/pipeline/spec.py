@@ -11,7 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
 
 from dataengine.errors import ConfigError
 from dataengine.formats.text import tokenizer_identity
@@ -47,6 +50,21 @@ def prefix_key_of(prefix_fields: dict[str, object]) -> str:
 def _require(ok: bool, name: str, message: str) -> None:
     if not ok:
         raise ConfigError(name, message)
+
+
+def _checked_keys(body: object, where: str, kind: type) -> dict[str, Any]:
+    """``body`` as a dict whose keys are all fields of dataclass ``kind``."""
+    if not isinstance(body, Mapping):
+        raise ConfigError(where, f"must be a JSON object, got {type(body).__name__}")
+    known = {f.name for f in fields(kind)}
+    unknown = sorted(str(k) for k in body if k not in known)
+    if unknown:
+        names = ", ".join(f"{where}.{k}" for k in unknown)
+        raise ConfigError(
+            names,
+            f"unknown key{'s' if len(unknown) > 1 else ''} (known: {', '.join(sorted(known))})",
+        )
+    return {str(k): v for k, v in body.items()}
 
 
 @dataclass(frozen=True)
@@ -190,6 +208,37 @@ class PipelineSpec:
         changes whenever the prefix code's output does, so caches that outlive
         a process (prepared views, the decode cache) never serve stale arrays."""
         return prefix_key_of(self.prefix_fields())
+
+    # -- JSON form (``--pipeline JOB.json``) -------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form: every field by name, ``augment`` a nested object."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, body: Mapping[str, Any], *, where: str = "pipeline") -> PipelineSpec:
+        """Build from the JSON form (``to_dict``; the trainer config's
+        ``pipeline`` section uses the same keys); absent fields take the
+        defaults. Raises ``ConfigError`` naming unknown keys (``where``.KEY)
+        or the first bad field."""
+        kwargs = dict(_checked_keys(body, where, cls))
+        if "augment" in kwargs:
+            augment = _checked_keys(kwargs["augment"], f"{where}.augment", Augmentations)
+            kwargs["augment"] = Augmentations(**augment)
+        try:
+            return cls(**kwargs)
+        except TypeError as exc:  # a value of a type no field check anticipated
+            raise ConfigError(where, str(exc)) from None
+
+    @classmethod
+    def from_json_file(cls, path: str | Path) -> PipelineSpec:
+        """Read the JSON form from ``path``; ``ConfigError`` naming the file
+        when it cannot be read or parsed, or names unknown keys."""
+        try:
+            body = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, ValueError) as exc:
+            raise ConfigError(str(path), f"not a readable pipeline JSON file: {exc}") from None
+        return cls.from_dict(body, where=f"{path}: pipeline")
 
     # -- wire conversion -------------------------------------------------
 

@@ -1,6 +1,7 @@
 """Prepared views: the deterministic prefix of every study, decoded once per
 job shape, stored beside the source shards. See ``dataengine/prepared/README.md``."""
 
+from dataengine.prepared._config import PrepareConfig, PrepareError, PrepareSummary, parse_part
 from dataengine.prepared._manifest import (
     PREPARED_DIR,
     FailedSample,
@@ -11,14 +12,22 @@ from dataengine.prepared._manifest import (
     source_fingerprint,
     view_dir,
 )
+from dataengine.prepared._prepare import TEST_KILL_ENV, TEST_PAUSE_ENV, prepare_dataset
 
 __all__ = [
     "PREPARED_DIR",
+    "TEST_KILL_ENV",
+    "TEST_PAUSE_ENV",
     "FailedSample",
+    "PrepareConfig",
+    "PrepareError",
+    "PrepareSummary",
     "PreparedManifest",
     "StaleViewError",
     "check_view",
     "find_views",
+    "parse_part",
+    "prepare_dataset",
     "source_fingerprint",
     "view_dir",
 ]

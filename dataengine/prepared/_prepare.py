@@ -1,0 +1,660 @@
+"""``prepare_dataset``: a packed dataset in, a prepared view of it out.
+
+The deterministic prefix (``pipeline.prefix.run_prefix``: decode, HU or VOI
+values, resample, 12 leads, tokenize, rounding to the stored form) runs once
+per study in spawned worker processes, which read the source record
+themselves and hand back the prefix value (``compress_blob`` of the prefix
+blob). The parent consumes the values in sample order through a bounded
+window of futures, so memory stays bounded by the window, and writes one
+view shard per source shard (same file name, ids and sample range), then
+``manifest.json`` last. A study whose prefix fails (a corrupt record, an
+undecodable DICOM) gets a value recording its error kind and message, is
+listed in the manifest's ``failed``, and the run goes on.
+
+Crash safety and parts: see ``_journal.py``. Every shard is synced and
+renamed into place, then journaled; running the same command again keeps
+the journaled shards that verify and prepares the rest, and the finished
+view is byte-identical to an uninterrupted run's (values are
+deterministic). ``TEST_KILL_ENV`` and ``TEST_PAUSE_ENV`` are test hooks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import importlib
+import logging
+import multiprocessing
+import os
+import resource
+import signal
+import time
+from collections import Counter, deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+
+import lmdb
+import torch
+
+from dataengine.errors import ConfigError, DataEngineError
+from dataengine.pipeline.prefix import run_prefix
+from dataengine.pipeline.spec import PipelineSpec
+from dataengine.pipeline.stored import compress_blob, encode_prefix, encode_prefix_error
+from dataengine.prepared._config import PrepareConfig, PrepareError, PrepareSummary
+from dataengine.prepared._journal import (
+    FINISH_LOCK_NAME,
+    JournalShard,
+    PartLock,
+    PrepareJournal,
+    fingerprint_differences,
+    journal_name,
+    list_journals,
+    lock_name,
+    read_journal,
+    run_fingerprint,
+    shard_problem,
+)
+from dataengine.prepared._manifest import (
+    FailedSample,
+    PreparedManifest,
+    check_view,
+    view_dir,
+)
+from dataengine.procs import exit_with_parent
+from dataengine.progress import Progress
+from dataengine.shards import (
+    MANIFEST_NAME,
+    Manifest,
+    ShardEntry,
+    ShardReader,
+    ShardWriter,
+    atomic_write_bytes,
+    decompress_value,
+    parse_record,
+)
+
+__all__ = [
+    "TEST_KILL_ENV",
+    "TEST_PAUSE_ENV",
+    "StudyResult",
+    "StudyTask",
+    "init_worker",
+    "prepare_dataset",
+    "prepare_study",
+]
+
+_LOG = logging.getLogger(__name__)
+
+_WINDOW_PER_WORKER = 4
+# Test hooks: "sample:N" (after the N-th value is added to a shard), "shard:N"
+# (after the N-th shard of this run is renamed into place, before it is
+# journaled) or "journal:N" (after it is journaled) SIGKILLs the process;
+# a number of seconds in TEST_PAUSE_ENV is slept after each journaled shard,
+# so a test can kill the run from outside while it is mid-way.
+TEST_KILL_ENV = "MEDSTREAM_PREPARE_TEST_KILL_AT"
+TEST_PAUSE_ENV = "MEDSTREAM_PREPARE_TEST_PAUSE_S"
+
+
+# -- the worker side ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StudyTask:
+    """One study to prepare: its sample id and the source shard holding it."""
+
+    shard_path: str
+    sample_id: int
+    spec: PipelineSpec
+
+
+@dataclass(frozen=True)
+class StudyResult:
+    """The prefix value of one study (a recorded error when ``error_kind``
+    is set) and the CPU seconds its worker spent on it."""
+
+    sample_id: int
+    value: bytes
+    error_kind: str | None
+    error_message: str
+    cpu_s: float
+
+
+_READERS: dict[str, ShardReader] = {}
+
+
+def init_worker() -> None:
+    """Process initializer: one core per worker (the pool is the
+    parallelism), Ctrl-C left to the parent, exit when the parent is gone."""
+    torch.set_num_threads(1)
+    try:  # OpenMP, BLAS and the codecs' pools too, where this build has the limiter
+        threads = importlib.import_module("dataengine.threads")
+    except ImportError:
+        pass
+    else:
+        threads.limit_worker_threads()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    exit_with_parent()
+
+
+def _close_readers() -> None:
+    while _READERS:
+        _READERS.popitem()[1].close()
+
+
+def prepare_study(task: StudyTask) -> StudyResult:
+    """Read one study from its source shard and compute its prefix value.
+
+    Never raises for bad data: a ``DataEngineError`` (``decode``,
+    ``data_loss``, ...) or an unexpected exception (``internal``) becomes a
+    value recording the error kind and a message naming the sample, as the
+    engine reports a failed decode. Source files that cannot be read at all
+    (``OSError``) and ``MemoryError`` are raised: they say nothing about the
+    study, so they must not be recorded as its result."""
+    t0 = time.process_time()
+    sid = task.sample_id
+    kind: str | None = None
+    message = ""
+    try:
+        reader = _READERS.get(task.shard_path)
+        if reader is None:
+            reader = _READERS[task.shard_path] = ShardReader(Path(task.shard_path))
+        value = reader.get(sid)
+        record = parse_record(decompress_value(value, sample_id=sid), sample_id=sid)
+        blob = encode_prefix(sid, run_prefix(record, task.spec))
+    except DataEngineError as exc:
+        kind, message = exc.kind, str(exc)
+    except (OSError, MemoryError):
+        raise
+    except Exception as exc:  # a bug or an unexpected library failure, as the engine reports it
+        _LOG.exception("sample %d: prefix failed unexpectedly", sid)
+        kind, message = "internal", f"{type(exc).__name__}: {exc}"
+    if kind is not None:
+        if "sample" not in message:
+            message = f"sample {sid}: {message}"
+        blob = encode_prefix_error(sid, kind, message)
+    return StudyResult(sid, compress_blob(blob), kind, message, time.process_time() - t0)
+
+
+def _results_inline(tasks: Iterator[StudyTask]) -> Iterator[StudyResult]:
+    try:
+        for task in tasks:
+            yield prepare_study(task)
+    finally:
+        _close_readers()  # LMDB allows one environment per file per process
+
+
+def _results_pool(tasks: Iterator[StudyTask], workers: int, window: int) -> Iterator[StudyResult]:
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=init_worker) as pool:
+        pending: deque[tuple[StudyTask, Future[StudyResult]]] = deque()
+        try:
+            for task in tasks:
+                pending.append((task, pool.submit(prepare_study, task)))
+                if len(pending) >= window:
+                    yield _collect(*pending.popleft())
+            while pending:
+                yield _collect(*pending.popleft())
+        finally:
+            for _, future in pending:
+                future.cancel()
+
+
+def _collect(task: StudyTask, future: Future[StudyResult]) -> StudyResult:
+    try:
+        return future.result()
+    except BrokenProcessPool as exc:
+        raise PrepareError(
+            f"a prepare worker died (crash or out of memory) around sample {task.sample_id}: "
+            f"{exc}; rerun the same command to resume"
+        ) from exc
+    except OSError as exc:
+        raise PrepareError(
+            f"sample {task.sample_id}: cannot read {task.shard_path}: {exc}"
+        ) from exc
+
+
+# -- the parent side ---------------------------------------------------------
+
+
+class _KillSwitch:
+    """The ``TEST_KILL_ENV`` / ``TEST_PAUSE_ENV`` hooks (inactive unless set)."""
+
+    def __init__(self) -> None:
+        spec = os.environ.get(TEST_KILL_ENV, "")
+        self.point: tuple[str, int] | None = None
+        if spec:
+            event, _, count = spec.partition(":")
+            if event not in ("sample", "shard", "journal") or not count.isdigit():
+                raise ConfigError(
+                    TEST_KILL_ENV, f"must be 'sample:N', 'shard:N' or 'journal:N', got {spec!r}"
+                )
+            self.point = (event, int(count))
+        pause = os.environ.get(TEST_PAUSE_ENV, "")
+        try:
+            self.pause_s = float(pause) if pause else 0.0
+        except ValueError:
+            raise ConfigError(TEST_PAUSE_ENV, f"must be seconds, got {pause!r}") from None
+
+    def at(self, event: str, count: int) -> None:
+        if self.point == (event, count):
+            _LOG.warning("%s=%s:%d: killing this process", TEST_KILL_ENV, event, count)
+            os.kill(os.getpid(), signal.SIGKILL)
+        if event == "journal" and self.pause_s:
+            time.sleep(self.pause_s)
+
+
+def _tree_cpu_s() -> float:
+    """CPU seconds of this process and its waited-for children."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _write_file(path: Path, data: bytes) -> None:
+    """``atomic_write_bytes``, removing its temporary file when it fails."""
+    try:
+        atomic_write_bytes(path, data)
+    except OSError as exc:
+        Path(f"{path}.tmp").unlink(missing_ok=True)
+        raise PrepareError(f"cannot write {path}: {exc}") from exc
+
+
+class _Run:
+    """The state of one ``prepare_dataset`` call."""
+
+    def __init__(
+        self, dataset_dir: Path, spec: PipelineSpec, config: PrepareConfig, restart: bool
+    ) -> None:
+        self.start = time.perf_counter()
+        self.cpu0 = _tree_cpu_s()
+        self.dataset_dir = dataset_dir
+        self.spec = spec
+        self.config = config
+        self.restart = restart
+        self.source = Manifest.load(dataset_dir)
+        self.key = spec.prefix_key()
+        self.view = view_dir(dataset_dir, self.key)
+        self.locks: list[PartLock] = []
+        self.journals: dict[int, PrepareJournal] = {}
+        self.kept: dict[int, JournalShard] = {}  # shard id -> verified entry of ours
+        self.written: set[int] = set()  # shard ids this run wrote
+        self.prepared_now = 0
+        self.layout = 1
+        self.own: list[int] = [0]
+
+    # -- setup ----------------------------------------------------------------
+
+    def _lock(self, part: tuple[int, int]) -> None:
+        self.locks.append(
+            PartLock(
+                self.view / lock_name(part),
+                blocking=False,
+                busy=f"part {part[0]}/{part[1]} of {self.view} is being prepared by another "
+                "process; wait for it to finish",
+            )
+        )
+
+    def _choose_layout(self, journals: dict[tuple[int, int], Path]) -> None:
+        """Which parts this run does: its ``--part``, or without one every
+        part of the layout the existing journals use (one part if none)."""
+        if self.config.part is not None:
+            self.layout = self.config.part[1]
+            self.own = [self.config.part[0]]
+            return
+        counts = {count for _, count in journals}
+        if self.restart or len(counts) != 1:
+            self.layout = 1  # none yet, or a mix that is refused (or discarded) below
+        else:
+            self.layout = counts.pop()
+        self.own = list(range(self.layout))
+
+    def _discard_view(self) -> None:
+        for path in sorted(self.view.iterdir()):
+            if path.is_file() and not path.name.endswith(".lock"):
+                _LOG.warning("restart: removing %s", path)
+                path.unlink()
+
+    def open(self) -> None:
+        """Lock this run's parts, check or discard the journals found, keep
+        the journaled shards that verify and remove what crashed runs left."""
+        try:
+            self.view.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise PrepareError(f"cannot create the view folder {self.view}: {exc}") from exc
+        journals = list_journals(self.view)
+        self._choose_layout(journals)
+        fingerprint = run_fingerprint(self.spec, self.source, self.layout)
+        for index in self.own:
+            self._lock((index, self.layout))
+        if self.restart and self.config.part is None:
+            for part in journals:  # every other part must be idle before it is discarded
+                if part[1] != self.layout:
+                    self._lock(part)
+            _LOG.warning("restart: discarding everything prepared in %s", self.view)
+            self._discard_view()
+            journals = {}
+        for part, path in journals.items():
+            _, old, entries = read_journal(path)
+            differs = fingerprint_differences(old, fingerprint)
+            ours = part[1] == self.layout and part[0] in self.own
+            if differs and self.restart:
+                if not ours:
+                    self._lock(part)
+                _LOG.warning("restart: discarding %s (other settings: %s)", path, differs)
+                path.unlink()
+            elif differs:
+                raise PrepareError(
+                    f"{self.view} holds an unfinished prepare run with other settings (they "
+                    f"differ in: {', '.join(differs)}; see {path.name}); rerun the original "
+                    "command to finish it, or pass --restart (restart=True) to discard it"
+                )
+            elif ours and self.restart:
+                _LOG.warning("restart: discarding %s", path)
+                path.unlink()
+            elif ours:
+                self._keep(entries)
+        if self.restart:
+            (self.view / MANIFEST_NAME).unlink(missing_ok=True)
+        self._remove_leftovers()
+        for index in self.own:
+            part = (index, self.layout)
+            mine = [e for sid, e in sorted(self.kept.items()) if sid % self.layout == index]
+            self.journals[index] = PrepareJournal.create(
+                self.view / journal_name(part), part, fingerprint, mine
+            )
+        if self.kept:
+            _LOG.warning(
+                "resuming an unfinished prepare run in %s: %d shards (%d samples) kept",
+                self.view,
+                len(self.kept),
+                sum(e.shard.num_samples for e in self.kept.values()),
+            )
+
+    def _keep(self, entries: Sequence[JournalShard]) -> None:
+        by_id = {s.shard_id: s for s in self.source.shards}
+        for entry in entries:
+            source = by_id.get(entry.shard.shard_id)
+            problem = "not a shard of the source" if source is None else ""
+            if source is not None:
+                problem = shard_problem(self.view, entry, source)
+            if problem:
+                _LOG.warning(
+                    "journaled shard %s: %s; preparing it again", entry.shard.file, problem
+                )
+            else:
+                self.kept[entry.shard.shard_id] = entry
+
+    def _owned(self, shard_id: int) -> bool:
+        return shard_id % self.layout in self.own
+
+    def _remove_leftovers(self) -> None:
+        """Shard files of this run's parts that no journal keeps were left
+        by a crashed run (a rename not yet journaled, a temporary file)."""
+        for s in self.source.shards:
+            if not self._owned(s.shard_id):
+                continue
+            final = self.view / s.file
+            stale = [Path(f"{final}.tmp"), Path(f"{final}.tmp-lock")]
+            if s.shard_id not in self.kept:
+                stale.append(final)
+            for path in stale:
+                if path.exists():
+                    _LOG.warning("removing %s left by an earlier, unfinished prepare run", path)
+                    path.unlink()
+
+    # -- the work -----------------------------------------------------------
+
+    def todo(self) -> list[ShardEntry]:
+        return [
+            s for s in self.source.shards if self._owned(s.shard_id) and s.shard_id not in self.kept
+        ]
+
+    def run(self, progress: bool) -> None:
+        todo = self.todo()
+        total = sum(s.num_samples for s in self.source.shards if self._owned(s.shard_id))
+        done = sum(e.shard.num_samples for e in self.kept.values())
+        kill = _KillSwitch()
+        spec = self.spec
+
+        def tasks() -> Iterator[StudyTask]:
+            for s in todo:
+                path = str(self.dataset_dir / s.file)
+                for sid in range(s.first_sample_id, s.first_sample_id + s.num_samples):
+                    yield StudyTask(path, sid, spec)
+
+        count = sum(s.num_samples for s in todo)
+        workers = max(1, min(self.config.workers, count))
+        _LOG.info(
+            "preparing %d studies in %d shards of %s into %s with %d workers",
+            count,
+            len(todo),
+            self.dataset_dir,
+            self.view,
+            workers,
+        )
+        if not todo:
+            return
+        if workers == 1:
+            results = _results_inline(tasks())
+        else:
+            results = _results_pool(tasks(), workers, _WINDOW_PER_WORKER * workers)
+        meter = Progress("prepare", total, initial=done, enabled=progress)
+        try:
+            for number, s in enumerate(todo, start=1):
+                entry = self._write_shard(s, results, meter, kill)
+                kill.at("shard", number)
+                try:
+                    self.journals[s.shard_id % self.layout].append(entry)
+                except OSError as exc:
+                    (self.view / s.file).unlink(missing_ok=True)
+                    raise PrepareError(
+                        f"cannot journal {s.file} in {self.view}: {exc}; free space and rerun "
+                        "the same command to resume"
+                    ) from exc
+                self.kept[s.shard_id] = entry
+                self.written.add(s.shard_id)
+                kill.at("journal", number)
+        finally:
+            close = getattr(results, "close", None)
+            if close is not None:
+                close()  # shuts the pool down (its workers are waited for)
+            meter.close()
+
+    def _write_shard(
+        self,
+        s: ShardEntry,
+        results: Iterator[StudyResult],
+        meter: Progress,
+        kill: _KillSwitch,
+    ) -> JournalShard:
+        failed: list[FailedSample] = []
+        cpu = 0.0
+        writer: ShardWriter | None = None
+        try:
+            writer = ShardWriter(self.view, s.shard_id, s.first_sample_id)
+            for sid in range(s.first_sample_id, s.first_sample_id + s.num_samples):
+                result = next(results)
+                if result.sample_id != sid:  # the task stream and this loop disagree: a bug
+                    raise PrepareError(f"got sample {result.sample_id}, expected {sid}")
+                if result.error_kind is not None:
+                    failed.append(FailedSample(sid, result.error_kind, result.error_message))
+                writer.add(sid, result.value)
+                cpu += result.cpu_s
+                self.prepared_now += 1
+                meter.advance()
+                kill.at("sample", self.prepared_now)
+            entry = writer.close()
+        except (OSError, lmdb.Error) as exc:
+            if writer is not None:
+                with contextlib.suppress(OSError, lmdb.Error):
+                    writer.abort()
+            final = self.view / s.file
+            Path(f"{final}.tmp").unlink(missing_ok=True)
+            final.unlink(missing_ok=True)  # renamed but not journaled: not kept either way
+            raise PrepareError(
+                f"writing {s.file} (samples {s.first_sample_id}.."
+                f"{s.first_sample_id + s.num_samples - 1}) to {final} failed: {exc}; its "
+                "temporary file was removed. Free space (or fix the folder) and rerun the "
+                "same command to resume"
+            ) from exc
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            raise
+        return JournalShard(entry, tuple(failed), s.size_bytes, cpu)
+
+    # -- the end ------------------------------------------------------------
+
+    def finish(self) -> PrepareSummary:
+        """Write manifest.json if every shard is journaled and verifies."""
+        with PartLock(self.view / FINISH_LOCK_NAME, blocking=True, busy=""):
+            if (self.view / MANIFEST_NAME).exists():  # another part finished the view
+                view = PreparedManifest.load(self.view)
+                return self._summary("prepared", view.shards, view.failed)
+            fingerprint = run_fingerprint(self.spec, self.source, self.layout)
+            entries: dict[int, JournalShard] = dict(self.kept)
+            by_id = {s.shard_id: s for s in self.source.shards}
+            journals = list_journals(self.view)
+            for part, path in journals.items():
+                if part[1] != self.layout or part[0] in self.own:
+                    continue  # ours are in self.kept; others were refused or discarded
+                _, old, lines = read_journal(path)
+                if fingerprint_differences(old, fingerprint):
+                    _LOG.warning("%s: other settings; not used", path)
+                    continue
+                for entry in lines:
+                    source = by_id.get(entry.shard.shard_id)
+                    if source is None or entry.shard.shard_id in entries:
+                        continue
+                    problem = shard_problem(self.view, entry, source)
+                    if problem:
+                        _LOG.warning(
+                            "%s: shard %s: %s; its part must prepare it again",
+                            path.name,
+                            entry.shard.file,
+                            problem,
+                        )
+                    else:
+                        entries[entry.shard.shard_id] = entry
+            missing = [s for s in self.source.shards if s.shard_id not in entries]
+            shards = tuple(entries[s].shard for s in sorted(entries))
+            failed = tuple(f for s in sorted(entries) for f in entries[s].failed)
+            if missing:
+                return self._summary("part_done", shards, failed)
+            elapsed = time.perf_counter() - self.start
+            cpu = _tree_cpu_s() - self.cpu0
+            source_bytes = sum(e.source_bytes for e in entries.values())
+            kinds = Counter(f.kind for f in failed)
+            manifest = PreparedManifest(
+                dataset=self.source.name,
+                source_fingerprint=fingerprint["source_fingerprint"],
+                prefix_key=self.key,
+                prefix=self.spec.prefix_fields(),
+                created_utc=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                shards=shards,
+                failed=failed,
+                summary={
+                    "samples": sum(s.num_samples for s in shards),
+                    "failed": dict(sorted(kinds.items())),
+                    "bytes": sum(s.size_bytes for s in shards),
+                    "source_bytes": source_bytes,
+                    "worker_cpu_s": round(sum(e.worker_cpu_s for e in entries.values()), 3),
+                    "parts": self.layout,
+                    "workers": self.config.workers,
+                    "elapsed_s": round(elapsed, 3),
+                    "cpu_s": round(cpu, 3),
+                },
+            )
+            _write_file(self.view / MANIFEST_NAME, manifest.to_json().encode("utf-8"))
+            for path in journals.values():
+                path.unlink(missing_ok=True)
+            for path in self.view.glob("prepare.part-*.lock"):
+                path.unlink(missing_ok=True)
+            (self.view / FINISH_LOCK_NAME).unlink(missing_ok=True)
+            return self._summary("prepared", shards, failed)
+
+    def _summary(
+        self,
+        status: str,
+        shards: Sequence[ShardEntry],
+        failed: Sequence[FailedSample],
+    ) -> PrepareSummary:
+        ids = {s.shard_id for s in shards}
+        return PrepareSummary(
+            status=status,
+            dataset=self.source.name,
+            view_dir=str(self.view),
+            prefix_key=self.key,
+            samples=sum(s.num_samples for s in shards),
+            prepared_now=self.prepared_now,
+            shards=len(shards),
+            shards_total=len(self.source.shards),
+            bytes=sum(s.size_bytes for s in shards),
+            source_bytes=sum(s.size_bytes for s in self.source.shards if s.shard_id in ids),
+            failed=dict(sorted(Counter(f.kind for f in failed).items())),
+            elapsed_s=time.perf_counter() - self.start,
+            cpu_s=_tree_cpu_s() - self.cpu0,
+            workers=self.config.workers,
+            part=self.config.part,
+        )
+
+    def close(self) -> None:
+        for lock in self.locks:
+            lock.release()
+        self.locks.clear()
+
+
+def prepare_dataset(
+    dataset_dir: Path,
+    spec: PipelineSpec,
+    config: PrepareConfig | None = None,
+    *,
+    restart: bool = False,
+    progress: bool = True,
+) -> PrepareSummary:
+    """Prepare the view of the packed dataset at ``dataset_dir`` for the
+    prefix of ``spec``: ``DATASET_DIR/prepared/<spec.prefix_key()>/``.
+
+    A finished view that ``check_view`` accepts is left as it is (status
+    "already_prepared"); one it refuses is a ``PrepareError`` unless
+    ``restart``. With ``config.part`` only that part's shards are prepared;
+    whichever run finds every shard done writes ``manifest.json``.
+    Resumable (see the module docstring); other settings journaled in the
+    view raise ``PrepareError`` naming the fields that differ, unless
+    ``restart`` discards them. A write that fails (disk full) raises
+    ``PrepareError`` naming the shard and path, after removing its
+    temporary file. ``progress`` shows studies done, rate and ETA on stderr
+    (a log line every 10 s when stderr is not a terminal).
+    """
+    config = config or PrepareConfig()
+    run = _Run(Path(dataset_dir), spec, config, restart)
+    if (run.view / MANIFEST_NAME).exists() and not restart:
+        try:
+            view = check_view(run.view, run.source)
+        except DataEngineError as exc:
+            raise PrepareError(
+                f"{run.view} holds a finished view that may not be served ({exc}); rerun with "
+                "--restart (restart=True) to prepare it again"
+            ) from exc
+        _LOG.info("%s is already prepared; nothing to do", run.view)
+        return run._summary("already_prepared", view.shards, view.failed)
+    try:
+        run.open()
+        run.run(progress)
+        summary = run.finish()
+    finally:
+        run.close()
+    _LOG.info(
+        "prepare %s: %d samples (%d failed) in %d of %d shards, %d bytes; %.2f s",
+        summary.status,
+        summary.samples,
+        sum(summary.failed.values()),
+        summary.shards,
+        summary.shards_total,
+        summary.bytes,
+        summary.elapsed_s,
+    )
+    return summary
