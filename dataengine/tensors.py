@@ -1,8 +1,15 @@
 """Tensors on the wire: raw little-endian bytes with dtype and shape.
 
 No pickle and no JSON for tensor data. ``encode`` copies an array's bytes
-once into the protobuf message; ``decode`` returns a read-only numpy view of
-the message's bytes (no copy).
+once into the protobuf message; ``storage_view`` returns a read-only numpy
+view of the message's bytes (no copy beyond the ``bytes`` object protobuf
+hands out) and ``decode`` does the same for every dtype numpy has.
+
+bfloat16: numpy has no such dtype, so a ``BFLOAT16`` tensor is written from
+float32 by ``encode_bfloat16`` (round to nearest even, ``bfloat16_bits``),
+its storage view is the raw ``<u2`` bit patterns, and ``decode`` widens it
+to float32 (exact, but a copy). Torch users view the bits as
+``torch.bfloat16`` instead (``dataengine.client`` does).
 """
 
 from __future__ import annotations
@@ -15,7 +22,16 @@ import numpy as np
 from dataengine.errors import DecodeError
 from dataengine.v1 import dataengine_pb2 as pb
 
-__all__ = ["decode", "decode_all", "encode", "encode_all"]
+__all__ = [
+    "bfloat16_bits",
+    "bfloat16_to_float32",
+    "decode",
+    "decode_all",
+    "encode",
+    "encode_all",
+    "encode_bfloat16",
+    "storage_view",
+]
 
 _TO_PROTO: dict[np.dtype, Any] = {
     np.dtype("<f4"): pb.FLOAT32,
@@ -28,6 +44,34 @@ _TO_PROTO: dict[np.dtype, Any] = {
     np.dtype("?"): pb.BOOL,
 }
 _FROM_PROTO: dict[Any, np.dtype] = {v: k for k, v in _TO_PROTO.items()}
+# How each wire dtype is held in numpy: bfloat16 as its 16-bit patterns.
+_STORAGE: dict[Any, np.dtype] = {**_FROM_PROTO, pb.BFLOAT16: np.dtype("<u2")}
+_QUIET_NAN_BIT = np.uint16(0x0040)
+
+
+def bfloat16_bits(array: np.ndarray) -> np.ndarray:
+    """bfloat16 bit patterns (``<u2``) of ``array`` rounded from float32 to
+    nearest, ties to even: what ``torch.Tensor.to(torch.bfloat16)`` gives.
+    Values too large round to infinity; a NaN stays a NaN (quieted, sign
+    kept) instead of being rounded into an infinity."""
+    bits = np.ascontiguousarray(array, dtype=np.float32).view(np.uint32)
+    rounded = bits >> 16
+    rounded &= 1
+    rounded += 0x7FFF
+    rounded += bits  # wraps only for NaNs, which are replaced below
+    rounded >>= 16
+    out = rounded.astype("<u2")
+    nan = np.isnan(bits.view(np.float32))
+    if nan.any():
+        out[nan] = (bits[nan] >> 16).astype("<u2") | _QUIET_NAN_BIT
+    return out
+
+
+def bfloat16_to_float32(bits: np.ndarray) -> np.ndarray:
+    """float32 values of bfloat16 bit patterns (exact)."""
+    wide = np.asarray(bits, dtype="<u2").astype(np.uint32)
+    wide <<= 16
+    return wide.view(np.float32)
 
 
 def encode(name: str, array: np.ndarray) -> pb.Tensor:
@@ -40,23 +84,46 @@ def encode(name: str, array: np.ndarray) -> pb.Tensor:
     return pb.Tensor(name=name, dtype=code, shape=list(array.shape), data=data)
 
 
-def decode(tensor: pb.Tensor) -> np.ndarray:
-    """Return a read-only array viewing ``tensor.data``.
+def encode_bfloat16(name: str, array: np.ndarray) -> pb.Tensor:
+    """Return ``array`` as a ``BFLOAT16`` ``Tensor`` (see ``bfloat16_bits``)."""
+    if not (np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)):
+        raise TypeError(f"tensor {name!r}: cannot round {array.dtype} to bfloat16")
+    data = bfloat16_bits(array).tobytes()
+    return pb.Tensor(name=name, dtype=pb.BFLOAT16, shape=list(array.shape), data=data)
+
+
+def storage_view(tensor: pb.Tensor) -> np.ndarray:
+    """Return a read-only array viewing ``tensor.data`` in its storage dtype
+    (for ``BFLOAT16``: the ``<u2`` bit patterns).
 
     Raises ``DecodeError`` when the dtype is unknown or the byte count does not
     match the shape.
     """
-    dtype = _FROM_PROTO.get(tensor.dtype)
+    dtype = _STORAGE.get(tensor.dtype)
     if dtype is None:
         raise DecodeError(f"tensor {tensor.name!r}: unknown dtype code {tensor.dtype}")
     shape = tuple(int(d) for d in tensor.shape)
     expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    if len(tensor.data) != expected:
+    data = tensor.data  # each access copies the field out of the message: once
+    if len(data) != expected:
         raise DecodeError(
-            f"tensor {tensor.name!r}: {len(tensor.data)} bytes for shape {shape} "
+            f"tensor {tensor.name!r}: {len(data)} bytes for shape {shape} "
             f"of {dtype.name} (expected {expected})"
         )
-    return np.frombuffer(tensor.data, dtype=dtype).reshape(shape)
+    return np.frombuffer(data, dtype=dtype).reshape(shape)
+
+
+def decode(tensor: pb.Tensor) -> np.ndarray:
+    """Return a read-only array viewing ``tensor.data``; a ``BFLOAT16``
+    tensor comes back widened to float32 (a new array).
+
+    Raises ``DecodeError`` when the dtype is unknown or the byte count does not
+    match the shape.
+    """
+    view = storage_view(tensor)
+    if tensor.dtype == pb.BFLOAT16:
+        return bfloat16_to_float32(view)
+    return view
 
 
 def encode_all(arrays: Mapping[str, np.ndarray]) -> list[pb.Tensor]:

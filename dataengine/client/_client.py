@@ -1,5 +1,7 @@
 """The trainer-side client: owns the order, asks engines for explicit sample
-ids ahead of need, and yields batches as dicts of torch tensors.
+ids ahead of need, and yields batches as dicts of torch tensors, each in
+the dtype it travelled in (``PipelineSpec.image_dtype``/``wave_dtype``:
+float32 by default, bfloat16 for a bf16 trainer).
 
 Order: ``epoch_order(seed, epoch)``; rank ``r`` of ``W`` takes positions
 ``p % W == r`` of each global batch of ``batch_size * W`` positions. The
@@ -35,7 +37,7 @@ import grpc
 import numpy as np
 import torch
 
-from dataengine import tensors
+from dataengine.client._collate import stack_samples
 from dataengine.client._fetch import EngineUnavailableError, Fetcher, status_error
 from dataengine.client._fleet import Fleet
 from dataengine.client.config import ClientConfig, parse_endpoints
@@ -299,21 +301,15 @@ class EngineClient:
             self._lost_in_a_row = 0
 
     def _collate(self, samples: list[pb.Sample]) -> _Fetched:
-        """Stack the good samples; list the lost ones."""
+        """Stack the good samples (one copy, in their wire dtypes:
+        ``_collate.py``); list the lost ones."""
         good = [s for s in samples if not s.HasField("error")]
         lost = [
             LostSample(s.sample_id, s.error.kind, s.error.message)
             for s in samples
             if s.HasField("error")
         ]
-        batch: dict[str, torch.Tensor] = {
-            "sample_id": torch.tensor([s.sample_id for s in good], dtype=torch.int64)
-        }
-        if good:
-            columns = [tensors.decode_all(s.tensors) for s in good]
-            for name in columns[0]:
-                batch[name] = torch.from_numpy(np.stack([c[name] for c in columns]))
-        return _Fetched(batch, lost)
+        return _Fetched(stack_samples(good), lost)
 
     # -- lifecycle -------------------------------------------------------
 

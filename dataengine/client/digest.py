@@ -12,6 +12,12 @@ sorted (code point) order, the concatenation of:
 - the elements' raw bytes, little-endian, in C (row-major) order, so batch
   row 0 first.
 
+The bytes are hashed as they are, whatever the dtype: a ``bfloat16`` or
+``float16`` element is its 2-byte bit pattern, a ``uint8`` image one byte;
+nothing is widened or converted first. A batch served with
+``PipelineSpec.image_dtype="bfloat16"`` therefore has its own digests (its
+dtype names and bytes differ from float32's), equally stable across engines.
+
 Every tensor counts, ``sample_id`` included, so the digest covers the ids and
 their order too. ``digest_lines`` gives one line per micro-batch of an epoch,
 ``POSITION IDS SHA256``: the global position where the batch's global batch

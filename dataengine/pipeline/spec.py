@@ -21,8 +21,10 @@ from dataengine.formats.text import tokenizer_identity
 from dataengine.v1 import dataengine_pb2 as pb
 
 __all__ = [
+    "IMAGE_DTYPES",
     "MAX_SAMPLE_BYTES",
     "PREFIX_CODE_VERSION",
+    "WAVE_DTYPES",
     "Augmentations",
     "PipelineSpec",
     "prefix_key_of",
@@ -37,6 +39,30 @@ PREFIX_CODE_VERSION = 3
 # in a worker's memory: 64 MiB is a 64-slice 512x512 float32 volume.
 MAX_SAMPLE_BYTES = 64 << 20
 _LEADS = 12
+
+# Wire dtypes a job may ask for (``pipeline/wire.py`` converts to them):
+# image ``uint8`` is the [0, 1] window times 255, rounded half to even.
+IMAGE_DTYPES = ("float32", "bfloat16", "float16", "uint8")
+WAVE_DTYPES = ("float32", "bfloat16", "float16")
+_DTYPE_SIZE = {"float32": 4, "bfloat16": 2, "float16": 2, "uint8": 1}
+_DTYPE_TO_PROTO = {
+    "float32": pb.FLOAT32,
+    "bfloat16": pb.BFLOAT16,
+    "float16": pb.FLOAT16,
+    "uint8": pb.UINT8,
+}
+_DTYPE_FROM_PROTO: dict[int, str] = {code: name for name, code in _DTYPE_TO_PROTO.items()}
+_DTYPE_FROM_PROTO[pb.DTYPE_UNSPECIFIED] = "float32"
+
+
+def _dtype_from_proto(code: int, name: str, allowed: tuple[str, ...]) -> str:
+    """The dtype name of a wire ``DType`` code; ``ConfigError`` naming
+    ``name`` for a code outside ``allowed``."""
+    dtype = _DTYPE_FROM_PROTO.get(code)
+    if dtype is None or dtype not in allowed:
+        label = pb.DType.Name(code) if code in pb.DType.values() else str(code)
+        raise ConfigError(name, f"must be one of {', '.join(allowed)}, got {label}")
+    return dtype
 
 
 def prefix_key_of(prefix_fields: dict[str, object]) -> str:
@@ -113,6 +139,11 @@ class PipelineSpec:
     display values in [0, 1] instead of HU (``formats.dicom``); the window
     ``hu_center``/``hu_width`` then applies to those values (0.5 and 1.0
     pass them through).
+    Wire dtypes: ``image_dtype`` (float32, bfloat16, float16, or uint8 of the
+    [0, 1] window times 255) and ``wave_dtype`` (float32, bfloat16, float16)
+    choose how ``image`` and ``waveform`` travel; the maths runs in float32
+    and converts once at the end (``pipeline/wire.py``). They are not part of
+    the prefix.
     """
 
     image_slices: int = 8
@@ -126,6 +157,8 @@ class PipelineSpec:
     tokenizer: str = "byte"
     augment: Augmentations = field(default_factory=Augmentations)
     image_voi_lut: bool = False
+    image_dtype: str = "float32"
+    wave_dtype: str = "float32"
 
     def __post_init__(self) -> None:
         for name, lo, hi in (
@@ -167,6 +200,13 @@ class PipelineSpec:
             "pipeline.image_voi_lut",
             f"must be a bool, got {self.image_voi_lut!r}",
         )
+        for name, allowed in (("image_dtype", IMAGE_DTYPES), ("wave_dtype", WAVE_DTYPES)):
+            value = getattr(self, name)
+            _require(
+                isinstance(value, str) and value in allowed,
+                f"pipeline.{name}",
+                f"must be one of {', '.join(allowed)}, got {value!r}",
+            )
         largest = max(self.sample_bytes, self.prefix_bytes)
         _require(
             largest <= MAX_SAMPLE_BYTES,
@@ -177,9 +217,11 @@ class PipelineSpec:
 
     @property
     def sample_bytes(self) -> int:
-        """Tensor bytes of one served sample (image, waveform, tokens, masks)."""
-        image = 4 * self.image_slices * self.image_crop**2
-        return image + 4 * _LEADS * self.wave_samples + 9 * self.text_tokens + 2
+        """Tensor bytes of one served sample (image, waveform, tokens, masks)
+        in its wire dtypes."""
+        image = _DTYPE_SIZE[self.image_dtype] * self.image_slices * self.image_crop**2
+        wave = _DTYPE_SIZE[self.wave_dtype] * _LEADS * self.wave_samples
+        return image + wave + 9 * self.text_tokens + 2
 
     @property
     def prefix_bytes(self) -> int:
@@ -249,9 +291,12 @@ class PipelineSpec:
         Raises ``ConfigError`` naming the first bad field.
         """
         default = cls()
-        kwargs: dict[str, object] = {}
+        kwargs: dict[str, object] = {
+            "image_dtype": _dtype_from_proto(msg.image_dtype, "pipeline.image_dtype", IMAGE_DTYPES),
+            "wave_dtype": _dtype_from_proto(msg.wave_dtype, "pipeline.wave_dtype", WAVE_DTYPES),
+        }
         for f in fields(cls):
-            if f.name == "augment":
+            if f.name in kwargs or f.name == "augment":
                 continue
             value = getattr(msg, f.name)
             kwargs[f.name] = value if value else getattr(default, f.name)
@@ -269,4 +314,6 @@ class PipelineSpec:
     def to_proto(self) -> pb.PipelineSpec:
         body = asdict(self)
         augment = body.pop("augment")
+        body["image_dtype"] = _DTYPE_TO_PROTO[self.image_dtype]
+        body["wave_dtype"] = _DTYPE_TO_PROTO[self.wave_dtype]
         return pb.PipelineSpec(augment=pb.Augmentations(**augment), **body)

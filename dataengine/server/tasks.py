@@ -21,12 +21,12 @@ from pathlib import Path
 
 import torch
 
-from dataengine import tensors
 from dataengine.errors import DataEngineError, NotFoundError
 from dataengine.pipeline.augment import augment
 from dataengine.pipeline.prefix import run_prefix
 from dataengine.pipeline.spec import PipelineSpec
 from dataengine.pipeline.stored import decode_prefix, encode_prefix
+from dataengine.pipeline.wire import encode_sample
 from dataengine.procs import exit_with_parent
 from dataengine.shards import ShardReader, decompress_value, parse_record
 from dataengine.tiers.disk import ShardLocation
@@ -191,7 +191,7 @@ def produce_sample(task: SampleTask) -> TaskResult:
         t0 = time.perf_counter()
         arrays = augment(prefix, task.spec, task.seed, task.epoch, sid)
         t1 = time.perf_counter()
-        data = pb.Sample(sample_id=sid, tensors=tensors.encode_all(arrays)).SerializeToString()
+        data = encode_sample(sid, arrays, task.spec)  # in the spec's wire dtypes
         timings["augment"] = t1 - t0
         timings["serialize"] = time.perf_counter() - t1
         return TaskResult(sid, data, fresh_blob, timings, None, tier, nbytes)
