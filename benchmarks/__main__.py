@@ -5,13 +5,20 @@ from __future__ import annotations
 
 import sys
 
-from benchmarks import bench_fleet_cache, bench_recovery, bench_tiers, bench_vs_dataloader
+from benchmarks import (
+    bench_cold,
+    bench_fleet_cache,
+    bench_recovery,
+    bench_tiers,
+    bench_vs_dataloader,
+)
 
 BENCHMARKS = {
     "vs_dataloader": bench_vs_dataloader.main,
     "tiers": bench_tiers.main,
     "fleet_cache": bench_fleet_cache.main,
     "recovery": bench_recovery.main,
+    "cold": bench_cold.main,
 }
 
 
