@@ -110,11 +110,19 @@ def _pipeline_arg(args: argparse.Namespace) -> PipelineSpec:
     return dataclasses.replace(spec, **given) if given else spec
 
 
+def _part_arg(text: str) -> tuple[int, int]:
+    """``I/N`` -> ``(I, N)`` (the range is checked by ``PrepareConfig``)."""
+    index, sep, count = text.partition("/")
+    if not (sep and index.isdigit() and count.isdigit()):
+        raise argparse.ArgumentTypeError(f"must be I/N, e.g. 0/8, got {text!r}")
+    return int(index), int(count)
+
+
 def _cmd_prepare(args: argparse.Namespace) -> int:
-    from dataengine.prepared import PrepareConfig, parse_part, prepare_dataset
+    from dataengine.prepared import PrepareConfig, prepare_dataset
 
     spec = _pipeline_arg(args)
-    optional = {"workers": args.workers, "part": parse_part(args.part) if args.part else None}
+    optional = {"workers": args.workers, "part": args.part}
     config = PrepareConfig(**{k: v for k, v in optional.items() if v is not None})
     summary = prepare_dataset(Path(args.dataset_dir), spec, config, restart=args.restart)
     print(summary.format())
@@ -362,6 +370,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None, help="processes (default: cores)")
     p.add_argument(
         "--part",
+        type=_part_arg,
         default=None,
         metavar="I/N",
         help="prepare only shards whose id %% N == I (one machine of N); the last part to "

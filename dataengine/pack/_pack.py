@@ -45,6 +45,7 @@ from dataengine.pack._journal import (
 )
 from dataengine.pack._study import StudyResult, StudyTask, pack_study
 from dataengine.procs import exit_with_parent
+from dataengine.progress import Progress
 from dataengine.shards import (
     MANIFEST_NAME,
     Manifest,
@@ -306,6 +307,7 @@ def pack_dataset(
         deid.update(e.deid)
     pending = _Pending()
     writer: ShardWriter | None = None
+    meter = Progress("pack", len(studies), initial=covered)
 
     def close_shard(full: ShardWriter) -> None:
         shards.append(full.close())
@@ -315,6 +317,7 @@ def pack_dataset(
 
     try:
         for result in results:
+            meter.advance()
             pending.add(result)
             quarantine.extend(result.quarantine)
             files_decoded.update(result.files_decoded)
@@ -344,6 +347,8 @@ def pack_dataset(
         if writer is not None:
             writer.abort()
         raise
+    finally:
+        meter.close()
 
     quarantined = Counter(e.kind for e in quarantine)
     lines = "".join(json.dumps(e.to_json_dict(), sort_keys=True) + "\n" for e in quarantine)

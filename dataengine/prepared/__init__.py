@@ -1,7 +1,7 @@
 """Prepared views: the deterministic prefix of every study, decoded once per
 job shape, stored beside the source shards. See ``dataengine/prepared/README.md``."""
 
-from dataengine.prepared._config import PrepareConfig, PrepareError, PrepareSummary, parse_part
+from dataengine.prepared._config import PrepareConfig, PrepareError, PrepareSummary
 from dataengine.prepared._manifest import (
     PREPARED_DIR,
     FailedSample,
@@ -26,7 +26,6 @@ __all__ = [
     "StaleViewError",
     "check_view",
     "find_views",
-    "parse_part",
     "prepare_dataset",
     "source_fingerprint",
     "view_dir",

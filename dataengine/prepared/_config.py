@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from dataengine.errors import ConfigError, DataEngineError
 
-__all__ = ["PrepareConfig", "PrepareError", "PrepareSummary", "parse_part"]
+__all__ = ["PrepareConfig", "PrepareError", "PrepareSummary"]
 
 
 class PrepareError(DataEngineError):
@@ -20,16 +20,6 @@ class PrepareError(DataEngineError):
 
 def _default_workers() -> int:
     return os.cpu_count() or 1
-
-
-def parse_part(text: str) -> tuple[int, int]:
-    """``"I/N"`` -> ``(I, N)``; ``ConfigError`` unless ``0 <= I < N``."""
-    index, sep, count = text.strip().partition("/")
-    if not sep or not index.isdigit() or not count.isdigit():
-        raise ConfigError("prepare.part", f"must be I/N (e.g. 0/8), got {text!r}")
-    part = (int(index), int(count))
-    PrepareConfig(part=part)  # validates
-    return part
 
 
 @dataclass(frozen=True)

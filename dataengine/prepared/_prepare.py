@@ -22,27 +22,19 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import importlib
 import logging
-import multiprocessing
 import os
 import resource
 import signal
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass
 from pathlib import Path
 
 import lmdb
-import torch
 
 from dataengine.errors import ConfigError, DataEngineError
-from dataengine.pipeline.prefix import run_prefix
 from dataengine.pipeline.spec import PipelineSpec
-from dataengine.pipeline.stored import compress_blob, encode_prefix, encode_prefix_error
 from dataengine.prepared._config import PrepareConfig, PrepareError, PrepareSummary
 from dataengine.prepared._journal import (
     FINISH_LOCK_NAME,
@@ -57,34 +49,12 @@ from dataengine.prepared._journal import (
     run_fingerprint,
     shard_problem,
 )
-from dataengine.prepared._manifest import (
-    FailedSample,
-    PreparedManifest,
-    check_view,
-    view_dir,
-)
-from dataengine.procs import exit_with_parent
+from dataengine.prepared._manifest import FailedSample, PreparedManifest, check_view, view_dir
+from dataengine.prepared._worker import StudyResult, StudyTask, results_inline, results_pool
 from dataengine.progress import Progress
-from dataengine.shards import (
-    MANIFEST_NAME,
-    Manifest,
-    ShardEntry,
-    ShardReader,
-    ShardWriter,
-    atomic_write_bytes,
-    decompress_value,
-    parse_record,
-)
+from dataengine.shards import MANIFEST_NAME, Manifest, ShardEntry, ShardWriter, atomic_write_bytes
 
-__all__ = [
-    "TEST_KILL_ENV",
-    "TEST_PAUSE_ENV",
-    "StudyResult",
-    "StudyTask",
-    "init_worker",
-    "prepare_dataset",
-    "prepare_study",
-]
+__all__ = ["TEST_KILL_ENV", "TEST_PAUSE_ENV", "prepare_dataset"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -96,124 +66,6 @@ _WINDOW_PER_WORKER = 4
 # so a test can kill the run from outside while it is mid-way.
 TEST_KILL_ENV = "MEDSTREAM_PREPARE_TEST_KILL_AT"
 TEST_PAUSE_ENV = "MEDSTREAM_PREPARE_TEST_PAUSE_S"
-
-
-# -- the worker side ---------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StudyTask:
-    """One study to prepare: its sample id and the source shard holding it."""
-
-    shard_path: str
-    sample_id: int
-    spec: PipelineSpec
-
-
-@dataclass(frozen=True)
-class StudyResult:
-    """The prefix value of one study (a recorded error when ``error_kind``
-    is set) and the CPU seconds its worker spent on it."""
-
-    sample_id: int
-    value: bytes
-    error_kind: str | None
-    error_message: str
-    cpu_s: float
-
-
-_READERS: dict[str, ShardReader] = {}
-
-
-def init_worker() -> None:
-    """Process initializer: one core per worker (the pool is the
-    parallelism), Ctrl-C left to the parent, exit when the parent is gone."""
-    torch.set_num_threads(1)
-    try:  # OpenMP, BLAS and the codecs' pools too, where this build has the limiter
-        threads = importlib.import_module("dataengine.threads")
-    except ImportError:
-        pass
-    else:
-        threads.limit_worker_threads()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    exit_with_parent()
-
-
-def _close_readers() -> None:
-    while _READERS:
-        _READERS.popitem()[1].close()
-
-
-def prepare_study(task: StudyTask) -> StudyResult:
-    """Read one study from its source shard and compute its prefix value.
-
-    Never raises for bad data: a ``DataEngineError`` (``decode``,
-    ``data_loss``, ...) or an unexpected exception (``internal``) becomes a
-    value recording the error kind and a message naming the sample, as the
-    engine reports a failed decode. Source files that cannot be read at all
-    (``OSError``) and ``MemoryError`` are raised: they say nothing about the
-    study, so they must not be recorded as its result."""
-    t0 = time.process_time()
-    sid = task.sample_id
-    kind: str | None = None
-    message = ""
-    try:
-        reader = _READERS.get(task.shard_path)
-        if reader is None:
-            reader = _READERS[task.shard_path] = ShardReader(Path(task.shard_path))
-        value = reader.get(sid)
-        record = parse_record(decompress_value(value, sample_id=sid), sample_id=sid)
-        blob = encode_prefix(sid, run_prefix(record, task.spec))
-    except DataEngineError as exc:
-        kind, message = exc.kind, str(exc)
-    except (OSError, MemoryError):
-        raise
-    except Exception as exc:  # a bug or an unexpected library failure, as the engine reports it
-        _LOG.exception("sample %d: prefix failed unexpectedly", sid)
-        kind, message = "internal", f"{type(exc).__name__}: {exc}"
-    if kind is not None:
-        if "sample" not in message:
-            message = f"sample {sid}: {message}"
-        blob = encode_prefix_error(sid, kind, message)
-    return StudyResult(sid, compress_blob(blob), kind, message, time.process_time() - t0)
-
-
-def _results_inline(tasks: Iterator[StudyTask]) -> Iterator[StudyResult]:
-    try:
-        for task in tasks:
-            yield prepare_study(task)
-    finally:
-        _close_readers()  # LMDB allows one environment per file per process
-
-
-def _results_pool(tasks: Iterator[StudyTask], workers: int, window: int) -> Iterator[StudyResult]:
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=init_worker) as pool:
-        pending: deque[tuple[StudyTask, Future[StudyResult]]] = deque()
-        try:
-            for task in tasks:
-                pending.append((task, pool.submit(prepare_study, task)))
-                if len(pending) >= window:
-                    yield _collect(*pending.popleft())
-            while pending:
-                yield _collect(*pending.popleft())
-        finally:
-            for _, future in pending:
-                future.cancel()
-
-
-def _collect(task: StudyTask, future: Future[StudyResult]) -> StudyResult:
-    try:
-        return future.result()
-    except BrokenProcessPool as exc:
-        raise PrepareError(
-            f"a prepare worker died (crash or out of memory) around sample {task.sample_id}: "
-            f"{exc}; rerun the same command to resume"
-        ) from exc
-    except OSError as exc:
-        raise PrepareError(
-            f"sample {task.sample_id}: cannot read {task.shard_path}: {exc}"
-        ) from exc
 
 
 # -- the parent side ---------------------------------------------------------
@@ -438,9 +290,9 @@ class _Run:
         if not todo:
             return
         if workers == 1:
-            results = _results_inline(tasks())
+            results = results_inline(tasks())
         else:
-            results = _results_pool(tasks(), workers, _WINDOW_PER_WORKER * workers)
+            results = results_pool(tasks(), workers, _WINDOW_PER_WORKER * workers)
         meter = Progress("prepare", total, initial=done, enabled=progress)
         try:
             for number, s in enumerate(todo, start=1):

@@ -1,8 +1,10 @@
-"""Small packed datasets for the prepare tests (a few tiny studies, one or
-two per shard, so that shards are many and runs are quick)."""
+"""Small packed datasets for the prepare tests (a few tiny studies, two per
+shard, so that shards are many and runs are quick), the view of one
+uninterrupted run to compare others with, and the comparison."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,8 @@ import pytest
 from dataengine.deid.keys import load_key
 from dataengine.pack import PackConfig, pack_dataset
 from dataengine.pipeline.spec import PipelineSpec
+from dataengine.prepared import PrepareConfig, PreparedManifest, prepare_dataset
+from dataengine.shards import MANIFEST_NAME
 from dataengine.synth import generate_corpus
 
 STUDIES = 6
@@ -38,3 +42,31 @@ def small_raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def small_dataset(small_raw: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A packed dataset no test writes into (copy it to prepare)."""
     return pack_small(small_raw, tmp_path_factory.mktemp("prepare-ds") / "small")
+
+
+@pytest.fixture(scope="session")
+def reference(small_dataset: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The view folder of one uninterrupted single-machine run."""
+    dataset = Path(shutil.copytree(small_dataset, tmp_path_factory.mktemp("ref") / "ds"))
+    return Path(prepare_dataset(dataset, SPEC, PrepareConfig(workers=1), progress=False).view_dir)
+
+
+@pytest.fixture
+def dataset(small_dataset: Path, tmp_path: Path) -> Path:
+    """A private copy of ``small_dataset`` to prepare."""
+    return Path(shutil.copytree(small_dataset, tmp_path / "ds"))
+
+
+def assert_same_view(view: Path, reference: Path) -> None:
+    """Same shard files byte for byte, same manifest but for the time it was
+    written and the run's own figures, and nothing else in the folder."""
+    got, want = PreparedManifest.load(view), PreparedManifest.load(reference)
+    assert got.shards == want.shards and got.failed == want.failed
+    assert (got.prefix, got.prefix_key, got.source_fingerprint) == (
+        want.prefix,
+        want.prefix_key,
+        want.source_fingerprint,
+    )
+    for shard in want.shards:
+        assert (view / shard.file).read_bytes() == (reference / shard.file).read_bytes()
+    assert {p.name for p in view.iterdir()} == {MANIFEST_NAME, *(s.file for s in want.shards)}

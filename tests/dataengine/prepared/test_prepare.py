@@ -4,7 +4,6 @@ value is exactly the prefix value of the source record."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
@@ -17,11 +16,6 @@ from dataengine.shards import Dataset, Manifest, ShardReader
 from .conftest import SPEC
 
 
-@pytest.fixture
-def dataset(small_dataset: Path, tmp_path: Path) -> Path:
-    return Path(shutil.copytree(small_dataset, tmp_path / "ds"))
-
-
 def _view_values(view: Path) -> dict[int, bytes]:
     values: dict[int, bytes] = {}
     for path in sorted(view.glob("shard-*.lmdb")):
@@ -31,9 +25,7 @@ def _view_values(view: Path) -> dict[int, bytes]:
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_view_is_servable_and_holds_the_prefix_of_every_record(
-    dataset: Path, workers: int
-) -> None:
+def test_view_is_servable_and_holds_the_prefix_of_every_record(dataset: Path, workers: int) -> None:
     summary = prepare_dataset(dataset, SPEC, PrepareConfig(workers=workers), progress=False)
     source = Manifest.load(dataset)
     view_dir = Path(summary.view_dir)
