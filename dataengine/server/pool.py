@@ -1,7 +1,10 @@
 """The decode worker pool: spawned processes that run ``tasks.produce_sample``.
 
 Python's GIL keeps one process from using many cores, so decoding and
-augmentation run here, not in gRPC threads (design brief, section 5).
+augmentation run here, not in gRPC threads (design brief, section 5). Each
+worker computes on one thread (``dataengine/threads.py``): the workers start
+with ``OMP_NUM_THREADS=1`` and the like in their environment, and their
+initializer limits every pool already loaded.
 """
 
 from __future__ import annotations
@@ -10,12 +13,16 @@ import concurrent.futures as cf
 import logging
 import multiprocessing
 import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from dataengine.server.tasks import SampleTask, TaskResult, init_worker, produce_sample
+from dataengine.threads import worker_environment
 
 __all__ = ["WorkerPool"]
 
 _LOG = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 def _ready() -> bool:
@@ -37,12 +44,16 @@ class WorkerPool:
         _LOG.info("decode pool ready: %d worker processes", self.workers)
 
     def _spawn(self) -> cf.ProcessPoolExecutor:
-        executor = cf.ProcessPoolExecutor(
-            max_workers=self.workers,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=init_worker,
-        )
-        cf.wait([executor.submit(_ready) for _ in range(self.workers)])
+        # The executor starts a process per submit until it has ``workers``:
+        # all of them start inside the block and inherit its environment.
+        with worker_environment():
+            executor = cf.ProcessPoolExecutor(
+                max_workers=self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=init_worker,
+            )
+            ready = [executor.submit(_ready) for _ in range(self.workers)]
+        cf.wait(ready)
         return executor
 
     def recover(self) -> None:
@@ -65,20 +76,26 @@ class WorkerPool:
 
     def submit(self, task: SampleTask) -> cf.Future[TaskResult]:
         """Queue one task (``tasks.produce_sample`` runs it in a worker)."""
+        return self.call(produce_sample, task)
+
+    def call(self, fn: Callable[..., _T], *args: Any) -> cf.Future[_T]:
+        """Run a picklable module-level function in one worker, for
+        diagnostics (what a worker runs with: threads, memory, CPU time).
+        Counted in ``pending`` like a task."""
         with self._lock:
             if self._executor is None:
                 raise RuntimeError("worker pool is not started")
             executor = self._executor
             self._pending += 1
         try:
-            future = executor.submit(produce_sample, task)
+            future = executor.submit(fn, *args)
         except BaseException:
             self._done(None)
             raise
         future.add_done_callback(self._done)
         return future
 
-    def _done(self, _: cf.Future[TaskResult] | None) -> None:
+    def _done(self, _: cf.Future[Any] | None) -> None:
         with self._lock:
             self._pending = max(0, self._pending - 1)
 

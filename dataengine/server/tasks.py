@@ -19,8 +19,6 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
-
 from dataengine.errors import DataEngineError, NotFoundError
 from dataengine.pipeline.augment import augment
 from dataengine.pipeline.prefix import run_prefix
@@ -29,6 +27,7 @@ from dataengine.pipeline.stored import decode_prefix, encode_prefix
 from dataengine.pipeline.wire import encode_sample
 from dataengine.procs import exit_with_parent
 from dataengine.shards import ShardReader, decompress_value, parse_record
+from dataengine.threads import limit_worker_threads
 from dataengine.tiers.disk import ShardLocation
 from dataengine.v1 import dataengine_pb2 as pb
 
@@ -79,9 +78,10 @@ class TaskResult:
 
 
 def init_worker() -> None:
-    """Process initializer: one intra-op thread per worker (the pool is the
-    parallelism); exit when the engine process is gone."""
-    torch.set_num_threads(1)
+    """Process initializer: one thread per worker for torch, OpenMP, BLAS
+    and the codecs (the pool is the parallelism, ``dataengine/threads.py``);
+    exit when the engine process is gone."""
+    limit_worker_threads()
     # Ctrl-C in a terminal reaches the whole process group: the engine drains
     # and stops its workers itself, so they must not die mid-task first.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
