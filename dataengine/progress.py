@@ -106,16 +106,18 @@ class Progress:
         else:
             _LOG.info("%s", self.line())
 
-    def close(self) -> None:
-        """Show the closing line (once): items done, elapsed time, rate."""
+    def close(self, *, stopped: bool = False) -> None:
+        """Show the closing line (once): items done, elapsed time, rate;
+        ``stopped``: the run ended early (an error), say so."""
         if self._closed:
             return
         self._closed = True
         if not self.enabled:
             return
         elapsed = self._clock() - self._start
+        verb = "stopped after" if stopped else "done in"
         text = (
-            f"{self.label}: {self.done}/{self.total} {self.unit} done in "
+            f"{self.label}: {self.done}/{self.total} {self.unit} {verb} "
             f"{format_duration(elapsed)} ({self.rate:.1f} {self.unit}/s)"
         )
         if self.tty:
@@ -127,5 +129,5 @@ class Progress:
     def __enter__(self) -> Progress:
         return self
 
-    def __exit__(self, *_: object) -> None:
-        self.close()
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        self.close(stopped=exc_type is not None)

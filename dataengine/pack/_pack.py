@@ -346,9 +346,9 @@ def pack_dataset(
     except BaseException:
         if writer is not None:
             writer.abort()
+        meter.close(stopped=True)
         raise
-    finally:
-        meter.close()
+    meter.close()
 
     quarantined = Counter(e.kind for e in quarantine)
     lines = "".join(json.dumps(e.to_json_dict(), sort_keys=True) + "\n" for e in quarantine)

@@ -105,13 +105,23 @@ def _tree_cpu_s() -> float:
     return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
+def _free_space(directory: Path) -> str:
+    """How much room is left where ``directory`` lies, for error messages
+    (LMDB reports a short write on a full disk as an I/O error)."""
+    try:
+        st = os.statvfs(directory)
+    except OSError:
+        return "free space unknown"
+    return f"{st.f_bavail * st.f_frsize / 1e6:.1f} MB free on its filesystem"
+
+
 def _write_file(path: Path, data: bytes) -> None:
     """``atomic_write_bytes``, removing its temporary file when it fails."""
     try:
         atomic_write_bytes(path, data)
     except OSError as exc:
         Path(f"{path}.tmp").unlink(missing_ok=True)
-        raise PrepareError(f"cannot write {path}: {exc}") from exc
+        raise PrepareError(f"cannot write {path}: {exc} ({_free_space(path.parent)})") from exc
 
 
 class _Run:
@@ -132,7 +142,6 @@ class _Run:
         self.locks: list[PartLock] = []
         self.journals: dict[int, PrepareJournal] = {}
         self.kept: dict[int, JournalShard] = {}  # shard id -> verified entry of ours
-        self.written: set[int] = set()  # shard ids this run wrote
         self.prepared_now = 0
         self.layout = 1
         self.own: list[int] = [0]
@@ -295,25 +304,24 @@ class _Run:
             results = results_pool(tasks(), workers, _WINDOW_PER_WORKER * workers)
         meter = Progress("prepare", total, initial=done, enabled=progress)
         try:
-            for number, s in enumerate(todo, start=1):
-                entry = self._write_shard(s, results, meter, kill)
-                kill.at("shard", number)
-                try:
-                    self.journals[s.shard_id % self.layout].append(entry)
-                except OSError as exc:
-                    (self.view / s.file).unlink(missing_ok=True)
-                    raise PrepareError(
-                        f"cannot journal {s.file} in {self.view}: {exc}; free space and rerun "
-                        "the same command to resume"
-                    ) from exc
-                self.kept[s.shard_id] = entry
-                self.written.add(s.shard_id)
-                kill.at("journal", number)
+            with meter:
+                for number, s in enumerate(todo, start=1):
+                    entry = self._write_shard(s, results, meter, kill)
+                    kill.at("shard", number)
+                    try:
+                        self.journals[s.shard_id % self.layout].append(entry)
+                    except OSError as exc:
+                        (self.view / s.file).unlink(missing_ok=True)
+                        raise PrepareError(
+                            f"cannot journal {s.file} in {self.view}: {exc}; free space and rerun "
+                            "the same command to resume"
+                        ) from exc
+                    self.kept[s.shard_id] = entry
+                    kill.at("journal", number)
         finally:
             close = getattr(results, "close", None)
             if close is not None:
                 close()  # shuts the pool down (its workers are waited for)
-            meter.close()
 
     def _write_shard(
         self,
@@ -344,13 +352,15 @@ class _Run:
                 with contextlib.suppress(OSError, lmdb.Error):
                     writer.abort()
             final = self.view / s.file
-            Path(f"{final}.tmp").unlink(missing_ok=True)
-            final.unlink(missing_ok=True)  # renamed but not journaled: not kept either way
+            with contextlib.suppress(OSError):
+                Path(f"{final}.tmp").unlink(missing_ok=True)
+                Path(f"{final}.tmp-lock").unlink(missing_ok=True)
+                final.unlink(missing_ok=True)  # renamed but not journaled: not kept either way
             raise PrepareError(
                 f"writing {s.file} (samples {s.first_sample_id}.."
-                f"{s.first_sample_id + s.num_samples - 1}) to {final} failed: {exc}; its "
-                "temporary file was removed. Free space (or fix the folder) and rerun the "
-                "same command to resume"
+                f"{s.first_sample_id + s.num_samples - 1}) to {final} failed: {exc} "
+                f"({_free_space(self.view)}); its temporary file was removed. Free space (or "
+                "fix the folder) and rerun the same command to resume"
             ) from exc
         except BaseException:
             if writer is not None:
