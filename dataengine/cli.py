@@ -145,6 +145,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         ram_cache_bytes=args.ram_cache,
         cache_dir=Path(args.cache_dir) if args.cache_dir else None,
         disk_cache_bytes=args.disk_cache,
+        decode_cache_bytes=args.decode_cache,
         fill_threads=args.fill_threads,
         stream_window=args.stream_window,
         decode_ahead=args.decode_ahead,
@@ -199,6 +200,17 @@ def _format_tiers(caches: Sequence[pb.CacheStats]) -> list[str]:
     return rows
 
 
+def _format_sources(sources: Sequence[pb.SourceStats]) -> list[str]:
+    """Samples served per dataset by the source of their prefix: a prepared
+    view, the decode cache, a fresh decode, or L0 RAM."""
+    rows = [f"{'dataset':<16}{'prepared':>10}{'dcache':>10}{'decoded':>10}{'ram':>10}"]
+    rows += [
+        f"{r.dataset:<16}{r.prepared:>10}{r.decode_cache:>10}{r.decoded:>10}{r.ram:>10}"
+        for r in sources
+    ]
+    return rows
+
+
 def _format_stats(s: pb.EngineStats) -> str:
     lines = [
         f"engine {s.engine_id} (v{s.version}) up {s.uptime_seconds:.1f}s, "
@@ -213,6 +225,7 @@ def _format_stats(s: pb.EngineStats) -> str:
     ]
     lines.append(f"bottleneck stage: {s.bottleneck_stage or 'n/a'}")
     lines += _format_tiers(s.caches)
+    lines += _format_sources(s.sources)
     queues = ", ".join(f"{k}={v}" for k, v in sorted(s.queue_depths.items()))
     lines.append(f"queues: {queues}")
     errors = ", ".join(f"{k}={v}" for k, v in sorted(s.errors.items())) or "none"
@@ -394,7 +407,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--disk-cache",
         type=_bytes_arg,
         default=None,
-        help="L1 budget, bytes (default: 90%% of the room on --cache-dir's disk)",
+        help="L1 budget, bytes (default: 90%% of the room on --cache-dir's disk, "
+        "less the decode cache's budget)",
+    )
+    p.add_argument(
+        "--decode-cache",
+        type=_bytes_arg,
+        default=None,
+        help="budget of the decode cache (decoded prefixes in --cache-dir/decoded), bytes "
+        "(default with --cache-dir: 25%% of the room on its disk; 0: off)",
     )
     p.add_argument("--fill-threads", type=int, default=2, help="concurrent L1 shard fills")
     p.add_argument(

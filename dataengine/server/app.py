@@ -1,6 +1,6 @@
-"""Assemble an engine: worker pool + storage tiers (L0 RAM, L1 disk, L2 the
-dataset) + gRPC server with reflection, health checking and (optionally) a
-Prometheus endpoint."""
+"""Assemble an engine: worker pool + storage tiers (L0 RAM, L1 disk, the
+decode cache L1d, the prepared views and L2 the dataset) + gRPC server with
+reflection, health checking and (optionally) a Prometheus endpoint."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import logging
 import socket
 import time
 import uuid
+from collections.abc import Callable
 from concurrent import futures
 from pathlib import Path
 from typing import Any
@@ -18,13 +19,16 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry, start_http_server
 
 from dataengine.errors import ConfigError
+from dataengine.prepared import find_views, source_fingerprint
 from dataengine.server.config import ServerConfig
 from dataengine.server.drain import DrainGate
 from dataengine.server.pool import WorkerPool
 from dataengine.server.service import DataEngineServicer
 from dataengine.server.stats import PrometheusCollector, StatsRecorder
 from dataengine.shards import Manifest
+from dataengine.tiers.decoded import DecodeCache, default_decode_budget
 from dataengine.tiers.disk import DiskCache, default_disk_budget
+from dataengine.tiers.prepared import PreparedTier, View
 from dataengine.tiers.ram import RamCache
 from dataengine.tiers.shared import SharedTier
 from dataengine.tiers.stack import TierStack
@@ -87,6 +91,43 @@ def _load_manifests(roots: tuple[Path, ...]) -> tuple[dict[str, Manifest], dict[
     return manifests, paths
 
 
+def _find_views(
+    manifests: dict[str, Manifest], roots: dict[str, Path], on_source_read: Callable[[int], None]
+) -> PreparedTier:
+    """The servable prepared views of every dataset (stale ones are logged
+    and skipped by ``find_views``)."""
+    views: dict[str, dict[str, View]] = {}
+    for name, manifest in manifests.items():
+        found = find_views(roots[name], manifest)
+        views[name] = {key: View.of(roots[name], m) for key, m in found.items()}
+        for key, m in sorted(found.items()):
+            _LOG.info(
+                "dataset %s: prepared view %s (%d samples, %d bytes, %d recorded failures)",
+                name,
+                key,
+                m.num_samples,
+                m.size_bytes,
+                len(m.failed),
+            )
+    return PreparedTier(views, on_source_read=on_source_read)
+
+
+def _cache_budgets(config: ServerConfig, cache_dir: Path) -> tuple[int, int]:
+    """The L1 and decode cache budgets in bytes, derived when not given."""
+    decoded = config.decode_cache_bytes
+    if decoded is None:
+        decoded = default_decode_budget(cache_dir)
+        _LOG.info("decode cache budget not given: %d bytes (25%% of the disk's room)", decoded)
+    disk = config.disk_cache_bytes
+    if disk is None:
+        disk = max(0, default_disk_budget(cache_dir) - decoded)
+        _LOG.info(
+            "L1 budget not given: %d bytes (90%% of the disk's room less the decode cache's)",
+            disk,
+        )
+    return disk, decoded
+
+
 class EngineServer:
     """One engine. ``start()`` returns once workers are warm and the port is
     bound (``address`` gives the real port); ``stop(grace)`` drains."""
@@ -99,7 +140,9 @@ class EngineServer:
         self.cache = RamCache(config.ram_cache_bytes)
         self.shared = SharedTier(self.manifests, self._roots)
         self.disk: DiskCache | None = None
-        self.tiers = TierStack(self.cache, None, self.shared)
+        self.decoded: DecodeCache | None = None
+        self.views = _find_views(self.manifests, self._roots, self.shared.add_read)
+        self.tiers = TierStack(self.cache, None, self.shared, self.views)
         self.stats.tiers = self.tiers.counters
         self.pool = WorkerPool(config.worker_count)
         self.health = health.HealthServicer()
@@ -122,11 +165,9 @@ class EngineServer:
             raise
 
     def _start(self) -> EngineServer:
+        self.views.start()
         if self.config.cache_dir is not None:
-            budget = self.config.disk_cache_bytes
-            if budget is None:
-                budget = default_disk_budget(self.config.cache_dir)
-                _LOG.info("L1 budget not given: %d bytes (90%% of the disk's room)", budget)
+            budget, decoded_budget = _cache_budgets(self.config, self.config.cache_dir)
             self.disk = DiskCache(
                 self.config.cache_dir,
                 budget,
@@ -134,6 +175,10 @@ class EngineServer:
                 on_source_read=self.shared.add_read,
             ).start()
             self.tiers.disk = self.disk
+            if decoded_budget > 0:
+                fingerprints = {n: source_fingerprint(m) for n, m in self.manifests.items()}
+                self.decoded = DecodeCache(self.config.cache_dir, decoded_budget, fingerprints)
+                self.tiers.decoded = self.decoded.start()
         self.pool.start()
         servicer = DataEngineServicer(
             self.manifests,
@@ -173,13 +218,15 @@ class EngineServer:
         for service in ("", SERVICE_NAME):
             self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         _LOG.info(
-            "engine %s serving %s on %s (workers=%d, L0 ram_cache=%d bytes, L1 %s)",
+            "engine %s serving %s on %s (workers=%d, L0 ram_cache=%d bytes, L1 %s, "
+            "decode cache %s)",
             self.engine_id,
             ",".join(sorted(self.manifests)),
             self.address,
             self.config.worker_count,
             self.config.ram_cache_bytes,
             f"{self.disk.directory} ({self.disk.budget_bytes} bytes)" if self.disk else "off",
+            f"{self.decoded.root} ({self.decoded.budget_bytes} bytes)" if self.decoded else "off",
         )
         return self
 
@@ -206,6 +253,9 @@ class EngineServer:
         self.pool.stop()
         if self.disk is not None:
             self.disk.stop()
+        if self.decoded is not None:
+            self.decoded.stop()
+        self.views.stop()
         _LOG.info("engine %s stopped", self.engine_id)
 
     def __enter__(self) -> EngineServer:

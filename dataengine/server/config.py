@@ -19,7 +19,11 @@ class ServerConfig:
     (default: the core count); ``ram_cache_bytes`` is the L0 budget in bytes
     (0 disables it); ``cache_dir`` is the L1 directory (node-local disk; None:
     no L1) and ``disk_cache_bytes`` its budget in bytes (None: 90% of what
-    the disk could hold, derived at start); ``fill_threads`` bound concurrent
+    the disk could hold less the decode cache's budget, derived at start);
+    ``decode_cache_bytes`` is the budget of the decode cache (L1d, in
+    ``cache_dir/decoded``) in bytes (None: a quarter of what the disk could
+    hold, derived at start, when there is a ``cache_dir``; 0: off);
+    ``fill_threads`` bound concurrent
     L1 fills; ``metrics_port`` serves Prometheus text when set;
     ``stream_window`` is how many samples one stream keeps in the worker pool
     at once (default: 2 x workers) and ``decode_ahead`` how many more of its
@@ -35,6 +39,7 @@ class ServerConfig:
     ram_cache_bytes: int = DEFAULT_RAM_CACHE_BYTES
     cache_dir: Path | None = None
     disk_cache_bytes: int | None = None
+    decode_cache_bytes: int | None = None
     fill_threads: int = 2
     metrics_port: int | None = None
     stream_window: int = 0
@@ -71,6 +76,13 @@ class ServerConfig:
                 raise ConfigError("disk_cache_bytes", "needs a cache_dir (--cache-dir)")
             if self.disk_cache_bytes < 0:
                 raise ConfigError("disk_cache_bytes", f"must be >= 0, got {self.disk_cache_bytes}")
+        if self.decode_cache_bytes is not None:
+            if self.decode_cache_bytes < 0:
+                raise ConfigError(
+                    "decode_cache_bytes", f"must be >= 0, got {self.decode_cache_bytes}"
+                )
+            if self.decode_cache_bytes > 0 and self.cache_dir is None:
+                raise ConfigError("decode_cache_bytes", "needs a cache_dir (--cache-dir)")
         if self.cache_dir is None:
             return
         cache = Path(self.cache_dir).resolve()

@@ -4,9 +4,12 @@
 worker pool; the method handler is registered with an identity serializer
 (see ``app.py``), so tensor bytes are never decoded or re-encoded here.
 
-A stream claims all its ids in the storage tiers when it arrives (L0 pins,
-L1 shard fills start: the prefetch), then keeps ``window`` ready samples in
-the pool and decodes up to ``ahead`` more into L0 (``dataengine/tiers/``).
+A stream claims all its ids in the tiers when it arrives: each sample's
+source is found in one lookup (L0, a prepared view, the decode cache, the
+source shard: ``dataengine/tiers/stack.py``), and the L1 fills its shards
+need start at once (the prefetch). It then keeps ``window`` ready samples in
+the pool and produces up to ``ahead`` more into L0. Every served sample is
+counted once by the source of its prefix.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from dataengine.server.requests import resolve_dataset, resolve_pipeline, valida
 from dataengine.server.stats import StatsRecorder
 from dataengine.server.tasks import SampleTask, TaskResult
 from dataengine.shards import Manifest
-from dataengine.tiers.stack import Claim, TierStack
+from dataengine.tiers.stack import Claim, Fetch, TierStack
 from dataengine.v1 import dataengine_pb2 as pb
 
 __all__ = ["DataEngineServicer"]
@@ -39,8 +42,29 @@ _POLL_S = 0.5
 
 
 def _prefix_seconds(result: TaskResult) -> float:
-    """What decoding the sample's prefix cost (read + decompress + decode)."""
+    """What producing the sample's prefix cost (read + decompress + decode)."""
     return sum(result.timings.get(stage, 0.0) for stage in ("read", "decompress", "decode"))
+
+
+def _task(
+    args: tuple[str, int, PipelineSpec, int, int],
+    fetch: Fetch,
+    *,
+    want_prefix: bool = False,
+    prefix_only: bool = False,
+) -> SampleTask:
+    """The worker's task for one sample: what it reads (``fetch``) and what
+    it hands back."""
+    return SampleTask(
+        *args,
+        shard=fetch.shard,
+        prefix_blob=fetch.prefix_blob,
+        want_prefix=want_prefix,
+        prefix_only=prefix_only,
+        prepared=fetch.prepared,
+        cached=fetch.cached,
+        cache_to=fetch.cache_to,
+    )
 
 
 class EngineBusyError(DataEngineError):
@@ -129,9 +153,10 @@ class DataEngineServicer:
         request: pb.SampleRequest,
         cancelled: threading.Event,
     ) -> Iterator[bytes]:
-        """Serve ``request``'s ids: claim them in the tiers at once (L0 pins,
-        shard fills start), send up to ``window`` ready ones to the pool,
-        decode up to ``ahead`` more into L0, yield results as they finish."""
+        """Serve ``request``'s ids: claim them in the tiers at once (each
+        sample's source found, shard fills started), send up to ``window``
+        ready ones to the pool, produce up to ``ahead`` more into L0, yield
+        results as they finish."""
         tiers = self._tiers
         want_prefix = tiers.ram.budget_bytes > 0
         reserve = tiers.ram.cost(spec.prefix_bytes)
@@ -150,61 +175,53 @@ class DataEngineServicer:
                 i = 0
                 while i < min(len(todo), horizon) and len(inflight) < self._window:
                     claim = todo[i]
-                    if claim in decoding_ahead or not claim.ready():
+                    if claim in decoding_ahead or not tiers.ready(claim):
                         i += 1
                         continue
                     del todo[i]
                     args = (dataset, claim.sample_id, spec, request.seed, request.epoch)
-                    blob = tiers.take_blob(claim, stalled_since)
-                    if blob is not None:
-                        task = SampleTask(*args, prefix_blob=blob)
-                    else:
-                        where = tiers.location(claim, stalled_since)
-                        task = SampleTask(*args, shard=where, want_prefix=want_prefix)
+                    fetch = tiers.fetch(claim, stalled_since)
+                    task = _task(args, fetch, want_prefix=want_prefix)
                     inflight[self._pool.submit(task)] = claim
                     submitted = True
                 if submitted:
                     stalled_since = None
                 elif todo and len(inflight) < self._window and stalled_since is None:
                     stalled_since = time.monotonic()
-                # 2. Decode ahead into L0 what waits behind the window.
+                # 2. Produce ahead into L0 what waits behind the window.
                 for claim in todo[:horizon]:
                     if len(ahead) >= self._ahead:
                         break
                     if claim not in decoding_ahead and tiers.start_ahead(claim, reserve):
-                        task = SampleTask(
-                            dataset,
-                            claim.sample_id,
-                            spec,
-                            request.seed,
-                            request.epoch,
-                            shard=tiers.location(claim),
-                            prefix_only=True,
-                        )
+                        args = (dataset, claim.sample_id, spec, request.seed, request.epoch)
+                        fetch = tiers.fetch(claim, look_in_ram=False)
+                        task = _task(args, fetch, prefix_only=True)
                         ahead[self._pool.submit(task)] = claim
                         decoding_ahead.add(claim)
-                # 3. Wait for a result, a decode ahead or a shard fill.
+                # 3. Wait for a result, a decode ahead, a shard fill or check.
                 waiting: set[cf.Future[Any]] = set(inflight) | set(ahead)
-                waiting.update(
-                    c.lease.future
-                    for c in todo[:horizon]
-                    if c.lease is not None and not c.lease.future.done()
-                )
+                for c in todo[:horizon]:
+                    pending = tiers.pending(c)
+                    if pending is not None:
+                        waiting.add(pending)
                 done, _ = cf.wait(waiting, timeout=_POLL_S, return_when=cf.FIRST_COMPLETED)
                 for future in done:
                     early = ahead.pop(future, None)
                     if early is not None:
                         result = future.result()
                         decoding_ahead.discard(early)
-                        tiers.book_read(early, result.read_tier, result.read_bytes)
-                        tiers.finish_ahead(early, result.prefix_blob, _prefix_seconds(result))
+                        source = tiers.settle(early, result.report)
+                        tiers.finish_ahead(
+                            early, result.prefix_blob, _prefix_seconds(result), source
+                        )
                         self._stats.add_stage_times(result.timings)
                         continue
                     served = inflight.pop(future, None)
                     if served is None:
                         continue  # a shard fill finished
                     result = future.result()
-                    tiers.done(served, result.read_tier, result.read_bytes)
+                    source = tiers.settle(served, result.report)
+                    tiers.done(served)
                     if result.prefix_blob is not None:
                         tiers.store(served, result.prefix_blob, _prefix_seconds(result))
                     # Counted when handed to gRPC: a client that has all it asked
@@ -213,6 +230,7 @@ class DataEngineServicer:
                         self._stats.add_error(result.error_kind)
                     else:
                         self._stats.add_served(1, len(result.sample_bytes))
+                        self._stats.add_source(dataset, source)
                     self._stats.add_stage_times(result.timings)
                     t0 = time.perf_counter()
                     yield result.sample_bytes

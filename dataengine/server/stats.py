@@ -13,6 +13,7 @@ from prometheus_client.registry import Collector
 
 from dataengine import __version__
 from dataengine.tiers.counters import CacheCounters
+from dataengine.tiers.stack import SOURCES
 from dataengine.v1 import dataengine_pb2 as pb
 
 __all__ = ["STAGES", "PrometheusCollector", "StatsRecorder", "cache_stats"]
@@ -21,7 +22,7 @@ __all__ = ["STAGES", "PrometheusCollector", "StatsRecorder", "cache_stats"]
 # bytes to gRPC (it grows when clients do not keep up).
 STAGES = ("read", "decompress", "decode", "augment", "serialize", "send")
 _RATE_WINDOW_S = 10.0
-# Per-tier figures as medstream_engine_cache_<field>{tier="L0"|"L1"|"L2"}.
+# Per-tier figures as medstream_engine_cache_<field>{tier="L0"|"L1"|"L1d"|"L2"}.
 _TIER_METRICS: tuple[tuple[str, str, type[CounterMetricFamily | GaugeMetricFamily]], ...] = (
     (
         "hits",
@@ -33,8 +34,12 @@ _TIER_METRICS: tuple[tuple[str, str, type[CounterMetricFamily | GaugeMetricFamil
     ("bytes_read", "Bytes read out of the tier", CounterMetricFamily),
     ("bytes_held", "Bytes held in the tier", GaugeMetricFamily),
     ("budget_bytes", "Byte budget of the tier (0: none)", GaugeMetricFamily),
-    ("entries", "Entries held (L0: samples, L1/L2: shards)", GaugeMetricFamily),
-    ("fills", "Entries written (L0: prefixes decoded, L1: shards copied)", CounterMetricFamily),
+    ("entries", "Entries held (L0, L1d: samples, L1/L2: shards)", GaugeMetricFamily),
+    (
+        "fills",
+        "Entries written (L0: prefixes stored, L1: shards copied, L1d: prefixes written)",
+        CounterMetricFamily,
+    ),
     ("fill_seconds_total", "Seconds spent on fills", CounterMetricFamily),
     ("fill_mean_ms", "Mean fill latency, milliseconds", GaugeMetricFamily),
     ("prefetch_fills", "Fills completed before a stream needed them", CounterMetricFamily),
@@ -47,7 +52,8 @@ _TIER_METRICS: tuple[tuple[str, str, type[CounterMetricFamily | GaugeMetricFamil
 class StatsRecorder:
     """Thread-safe counters. ``gauges`` are callables sampled at read time
     (queue depths); ``tiers`` returns ``CacheCounters`` per tier ("L0", "L1",
-    "L2"), also sampled at read time."""
+    "L1d", "L2"), also sampled at read time. Served samples are also counted
+    per dataset by the source of their prefix (``tiers.stack.SOURCES``)."""
 
     def __init__(self, engine_id: str, workers: int, datasets: list[str]) -> None:
         self.engine_id = engine_id
@@ -62,6 +68,9 @@ class StatsRecorder:
         self._stage_count: dict[str, int] = dict.fromkeys(STAGES, 0)
         self._errors: collections.Counter[str] = collections.Counter()
         self._recent: collections.deque[tuple[float, int]] = collections.deque()
+        self._sources: dict[str, collections.Counter[str]] = {
+            name: collections.Counter() for name in datasets
+        }
         self.gauges: dict[str, Callable[[], int]] = {}
         self.tiers: Callable[[], Mapping[str, CacheCounters]] = dict
 
@@ -79,6 +88,12 @@ class StatsRecorder:
             self._recent.append((now, samples))
             while self._recent and now - self._recent[0][0] > _RATE_WINDOW_S:
                 self._recent.popleft()
+
+    def add_source(self, dataset: str, source: str) -> None:
+        """One served sample of ``dataset`` whose prefix came from ``source``
+        ("prepared", "decode_cache", "decoded" or "ram")."""
+        with self._lock:
+            self._sources.setdefault(dataset, collections.Counter())[source] += 1
 
     def add_error(self, kind: str, count: int = 1) -> None:
         with self._lock:
@@ -122,6 +137,10 @@ class StatsRecorder:
                 bottleneck_stage=busiest.stage if busiest.total_seconds > 0 else "",
                 streams_total=self._streams_total,
                 datasets=self.datasets,
+                sources=[
+                    pb.SourceStats(dataset=name, **{src: counts[src] for src in SOURCES})
+                    for name, counts in sorted(self._sources.items())
+                ],
             )
         for name, gauge in self.gauges.items():
             msg.queue_depths[name] = gauge()
@@ -192,6 +211,16 @@ class PrometheusCollector(Collector):
         for name, depth in s.queue_depths.items():
             queues.add_metric([name], depth)
         yield queues
+        sources = CounterMetricFamily(
+            "medstream_engine_samples_by_source",
+            "Samples streamed, by dataset and the source of their prefix "
+            "(prepared, decode_cache, decoded, ram)",
+            labels=["dataset", "source"],
+        )
+        for row in s.sources:
+            for src in SOURCES:
+                sources.add_metric([row.dataset, src], getattr(row, src))
+        yield sources
         errors = CounterMetricFamily("medstream_engine_errors", "Errors by kind", labels=["kind"])
         for kind, count in s.errors.items():
             errors.add_metric([kind], count)

@@ -2,15 +2,23 @@
 
 One task turns one sample id into the serialized ``Sample`` message that goes
 on the wire, so the gRPC front never touches tensor data: it forwards bytes.
-On an L0 miss the task reads the sample from the shard file the front names
-(the L1 copy or the L2 original) and also returns the prefix (decode +
-resample) output so the front can cache it; on an L0 hit the front sends that
-blob back and the task only augments and serializes. A ``prefix_only`` task
-decodes ahead into L0 and produces no sample.
+
+The task finds the sample's prefix where the front says (``tiers.Fetch``,
+first found wins): the L0 blob the front sends; a value in a prepared view's
+shard; an entry of the decode cache; else the source shard (L1 copy or L2
+original) and a fresh decode, whose prefix value the worker itself writes
+to the decode cache (no big IPC). A view value or a cache entry that fails
+its checksum, does not parse or holds another sample is never served: the
+task decodes from the source instead (a bad cache entry is deleted) and says
+why. A stored failure (``StoredSampleError``) is served as the same
+per-sample error a fresh decode gives. The prefix blob goes back to the
+front when it caches it in L0 (``want_prefix``); a ``prefix_only`` task
+produces the prefix ahead into L0 and no sample.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -19,16 +27,26 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dataengine.errors import DataEngineError, NotFoundError
+import numpy as np
+
+from dataengine.errors import DataEngineError, DataLossError, DecodeError, NotFoundError
 from dataengine.pipeline.augment import augment
 from dataengine.pipeline.prefix import run_prefix
 from dataengine.pipeline.spec import PipelineSpec
-from dataengine.pipeline.stored import decode_prefix, encode_prefix
+from dataengine.pipeline.stored import (
+    compress_blob,
+    decode_prefix,
+    decompress_blob,
+    encode_prefix,
+    encode_prefix_error,
+)
 from dataengine.pipeline.wire import encode_sample
 from dataengine.procs import exit_with_parent
 from dataengine.shards import ShardReader, decompress_value, parse_record
 from dataengine.threads import limit_worker_threads
+from dataengine.tiers.decoded import read_entry, write_entry
 from dataengine.tiers.disk import ShardLocation
+from dataengine.tiers.stack import DECODE_CACHE, DECODED, PREPARED, RAM, ReadReport
 from dataengine.v1 import dataengine_pb2 as pb
 
 __all__ = ["SampleTask", "TaskResult", "close_readers", "init_worker", "produce_sample"]
@@ -46,10 +64,13 @@ _tasks_run = 0
 
 @dataclass(frozen=True)
 class SampleTask:
-    """One sample to produce. ``shard`` says where to read it when there is
-    no ``prefix_blob`` (an L0 hit); ``want_prefix`` asks for the decoded
-    prefix back (only worth its IPC when the front caches it);
-    ``prefix_only`` decodes ahead into L0: no augmentation, no sample."""
+    """One sample to produce. Where its prefix is, first found wins (see
+    ``tiers.Fetch``): ``prefix_blob`` (an L0 hit), ``prepared`` (a view
+    shard), ``cached`` (a decode cache entry), else a fresh decode from
+    ``shard``; ``cache_to`` is where a fresh decode's prefix value goes.
+    ``want_prefix`` asks for the prefix blob back (only worth its IPC when
+    the front caches it); ``prefix_only`` produces the prefix ahead into L0:
+    no augmentation, no sample."""
 
     dataset: str
     sample_id: int
@@ -60,21 +81,32 @@ class SampleTask:
     prefix_blob: bytes | None = None
     want_prefix: bool = False
     prefix_only: bool = False
+    prepared: ShardLocation | None = None
+    cached: Path | None = None
+    cache_to: Path | None = None
 
 
 @dataclass
 class TaskResult:
     """What a worker hands back. ``timings`` are seconds per stage;
-    ``read_tier`` ("L1", "L2" or None) and ``read_bytes`` say where the
-    stored sample value came from and its size."""
+    ``report`` says which source served the prefix and what was read and
+    written in the tiers (``read_tier`` / ``read_bytes``: the last shard
+    read's tier, "L1", "L2" or None, and the bytes of all shard reads)."""
 
     sample_id: int
     sample_bytes: bytes
     prefix_blob: bytes | None = None
     timings: dict[str, float] = field(default_factory=dict)
     error_kind: str | None = None
-    read_tier: str | None = None
-    read_bytes: int = 0
+    report: ReadReport = field(default_factory=ReadReport)
+
+    @property
+    def read_tier(self) -> str | None:
+        return self.report.reads[-1][0] if self.report.reads else None
+
+    @property
+    def read_bytes(self) -> int:
+        return sum(n for _, n in self.report.reads)
 
 
 def init_worker() -> None:
@@ -138,23 +170,146 @@ def _reader(path: str, local: bool) -> ShardReader:
     return reader
 
 
-def _read_value(shard: ShardLocation, sample_id: int) -> tuple[bytes, str]:
-    """The stored value and the tier it came from; an L1 file that vanished
-    (another engine evicted it) is read from its L2 fallback instead."""
+def _read_value(shard: ShardLocation, sample_id: int, report: ReadReport) -> bytes:
+    """The stored value of ``sample_id`` in ``shard`` (the read booked in
+    ``report``); an L1 file that vanished (another engine evicted it) is read
+    from its L2 fallback instead, or, without one, ``NotFoundError``."""
     try:
-        return _reader(str(shard.path), shard.tier == "L1").get(sample_id), shard.tier
+        value = _reader(str(shard.path), shard.tier == "L1").get(sample_id)
+        report.reads.append((shard.tier, len(value)))
+        return value
     except FileNotFoundError:
+        report.l1_vanished = shard.tier == "L1"
         if shard.fallback is None:
             raise NotFoundError(
                 f"shard file {shard.path} does not exist", sample_id=sample_id
             ) from None
         _LOG.warning("%s vanished; reading sample %d from L2", shard.path, sample_id)
     try:
-        return _reader(str(shard.fallback), False).get(sample_id), "L2"
+        value = _reader(str(shard.fallback), False).get(sample_id)
     except FileNotFoundError:
         raise NotFoundError(
             f"shard file {shard.fallback} does not exist", sample_id=sample_id
         ) from None
+    report.reads.append(("L2", len(value)))
+    return value
+
+
+# What makes a stored prefix unusable (never served; decoded from the source
+# instead). A recorded failure (StoredSampleError) is not among them: it is
+# served as the per-sample error it records.
+_UNUSABLE = (DataLossError, DecodeError, NotFoundError, OSError)
+Prefix = tuple[dict[str, np.ndarray], bytes | None]
+
+
+def _message(sample_id: int, exc: Exception) -> str:
+    """An error's text as ``Sample.error.message`` carries it."""
+    message = str(exc)
+    return message if "sample" in message else f"sample {sample_id}: {message}"
+
+
+def _from_prepared(
+    task: SampleTask, where: ShardLocation, report: ReadReport, timings: dict[str, float]
+) -> Prefix | None:
+    """The prefix from the view shard at ``where``; None when unusable."""
+    sid = task.sample_id
+    t0 = time.perf_counter()
+    try:
+        value = _read_value(where, sid, report)
+        t1 = time.perf_counter()
+        blob = decompress_blob(value, sid)
+        report.source = PREPARED
+        prefix = decode_prefix(blob, sid)
+    except _UNUSABLE as exc:
+        report.fallback = f"prepared value in {where.path}: {exc}"
+        return None
+    timings["read"] = t1 - t0
+    timings["decompress"] = time.perf_counter() - t1
+    return prefix, blob
+
+
+def _from_cache(
+    task: SampleTask, path: Path, report: ReadReport, timings: dict[str, float]
+) -> Prefix | None:
+    """The prefix from the decode cache entry at ``path``; None when it is
+    gone or unusable (then it is deleted, and the front told)."""
+    sid = task.sample_id
+    t0 = time.perf_counter()
+    try:
+        blob, size = read_entry(path, sid)
+        report.source = DECODE_CACHE
+        prefix = decode_prefix(blob, sid)
+    except FileNotFoundError:  # evicted by another engine sharing the directory
+        report.cache_dropped = True
+        return None
+    except _UNUSABLE as exc:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        report.cache_dropped = True
+        report.fallback = f"decode cache entry {path} deleted: {exc}"
+        return None
+    report.cache_read_bytes = size
+    timings["read"] = time.perf_counter() - t0  # read, decompress and parse
+    return prefix, blob
+
+
+def _write_cache(task: SampleTask, report: ReadReport, blob: bytes) -> None:
+    """Write a freshly decoded prefix to the decode cache, if it is on; a
+    failed write (disk full...) is reported, never raised."""
+    if task.cache_to is None:
+        return
+    t0 = time.perf_counter()
+    try:
+        value = compress_blob(blob)
+        write_entry(task.cache_to, value)
+    except OSError as exc:
+        report.cache_error = f"{type(exc).__name__}: {exc}"
+        return
+    report.cache_written = len(value)
+    report.cache_seconds = time.perf_counter() - t0
+
+
+def _decode(task: SampleTask, report: ReadReport, timings: dict[str, float]) -> Prefix:
+    """The prefix decoded from the source shard; its blob (when the front or
+    the decode cache wants it) is written to the decode cache. A study that
+    fails to decode is cached as its error, and the error raised."""
+    report.source = DECODED
+    sid = task.sample_id
+    if task.shard is None:
+        raise NotFoundError("no shard location was given", sample_id=sid)
+    t0 = time.perf_counter()
+    value = _read_value(task.shard, sid, report)
+    t1 = time.perf_counter()
+    record = parse_record(decompress_value(value, sample_id=sid), sample_id=sid)
+    timings["read"] = t1 - t0
+    timings["decompress"] = time.perf_counter() - t1
+    try:
+        prefix = run_prefix(record, task.spec, timings)
+    except DataEngineError as exc:
+        if exc.kind != "internal":  # a property of the study, not a bug
+            _write_cache(task, report, encode_prefix_error(sid, exc.kind, _message(sid, exc)))
+        raise
+    blob = None
+    if task.want_prefix or task.prefix_only or task.cache_to is not None:
+        blob = encode_prefix(sid, prefix)
+        _write_cache(task, report, blob)
+    return prefix, blob
+
+
+def _find_prefix(task: SampleTask, report: ReadReport, timings: dict[str, float]) -> Prefix:
+    """The sample's prefix arrays and blob from the first source that has it."""
+    if task.prefix_blob is not None:
+        report.source = RAM
+        return decode_prefix(task.prefix_blob, task.sample_id), task.prefix_blob
+    if task.prepared is not None:
+        found = _from_prepared(task, task.prepared, report, timings)
+        if found is not None:
+            return found
+    if task.cached is not None:
+        found = _from_cache(task, task.cached, report, timings)
+        if found is not None:
+            return found
+    return _decode(task, report, timings)
 
 
 def produce_sample(task: SampleTask) -> TaskResult:
@@ -167,40 +322,24 @@ def produce_sample(task: SampleTask) -> TaskResult:
         _sweep()
     sid = task.sample_id
     timings: dict[str, float] = {}
-    tier: str | None = None
-    nbytes = 0
+    report = ReadReport()
     try:
-        fresh_blob: bytes | None = None
-        if task.prefix_blob is None:
-            if task.shard is None:
-                raise NotFoundError("no shard location was given", sample_id=sid)
-            t0 = time.perf_counter()
-            value, tier = _read_value(task.shard, sid)
-            nbytes = len(value)
-            t1 = time.perf_counter()
-            record = parse_record(decompress_value(value, sample_id=sid), sample_id=sid)
-            timings["read"] = t1 - t0
-            timings["decompress"] = time.perf_counter() - t1
-            prefix = run_prefix(record, task.spec, timings)
-            if task.want_prefix or task.prefix_only:
-                fresh_blob = encode_prefix(sid, prefix)
-            if task.prefix_only:
-                return TaskResult(sid, b"", fresh_blob, timings, None, tier, nbytes)
-        else:
-            prefix = decode_prefix(task.prefix_blob, sid)
+        prefix, blob = _find_prefix(task, report, timings)
+        wanted = task.want_prefix or task.prefix_only
+        back = blob if wanted and report.source != RAM else None
+        if task.prefix_only:
+            return TaskResult(sid, b"", back, timings, report=report)
         t0 = time.perf_counter()
         arrays = augment(prefix, task.spec, task.seed, task.epoch, sid)
         t1 = time.perf_counter()
         data = encode_sample(sid, arrays, task.spec)  # in the spec's wire dtypes
         timings["augment"] = t1 - t0
         timings["serialize"] = time.perf_counter() - t1
-        return TaskResult(sid, data, fresh_blob, timings, None, tier, nbytes)
+        return TaskResult(sid, data, back, timings, report=report)
     except DataEngineError as exc:
-        kind, message = exc.kind, str(exc)
+        kind, message = exc.kind, _message(sid, exc)
     except Exception as exc:  # a bug or an unexpected library failure: report, keep serving
         _LOG.exception("sample %d of %s failed", sid, task.dataset)
-        kind, message = "internal", f"{type(exc).__name__}: {exc}"
-    if "sample" not in message:
-        message = f"sample {sid}: {message}"
+        kind, message = "internal", _message(sid, RuntimeError(f"{type(exc).__name__}: {exc}"))
     error = pb.Sample(sample_id=sid, error=pb.SampleError(kind=kind, message=message))
-    return TaskResult(sid, error.SerializeToString(), None, timings, kind, tier, nbytes)
+    return TaskResult(sid, error.SerializeToString(), None, timings, kind, report=report)

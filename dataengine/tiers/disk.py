@@ -286,6 +286,11 @@ class DiskCache:
             with self._lock:
                 lease._entry.pins -= 1
 
+    def is_bad(self, key: str) -> bool:
+        """Whether a fill found the L2 copy of shard ``key`` corrupt."""
+        with self._lock:
+            return key in self._bad
+
     def add_read(self, nbytes: int) -> None:
         """Workers read ``nbytes`` of sample values from L1 files."""
         with self._lock:

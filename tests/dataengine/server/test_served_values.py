@@ -13,9 +13,11 @@ from dataengine.client import EngineClient
 from dataengine.deid.keys import DeidKey, pseudonym
 from dataengine.formats.dicom import decode_series
 from dataengine.formats.edf import read_edf_file, to_standard_12_lead
+from dataengine.formats.text import load_tokenizer
 from dataengine.pipeline.augment import augment
 from dataengine.pipeline.prefix import resample_volume, resample_waveform
 from dataengine.pipeline.spec import Augmentations, PipelineSpec
+from dataengine.pipeline.stored import to_stored
 from dataengine.shards import Dataset
 
 pytestmark = pytest.mark.slow
@@ -34,7 +36,9 @@ def _expected_from_raw(folder: Path, sample_id: int, epoch: int) -> dict[str, np
         "tokens": np.zeros(1, np.int32),
         "present": np.ones(2, np.uint8),
     }
-    return augment(prefix, SPEC, 11, epoch, sample_id)
+    # The prefix's stored form (HU int16, mV float16) is part of its definition.
+    stored = to_stored(prefix, voi_lut=False, vocab_size=load_tokenizer("byte").vocab_size)
+    return augment(stored, SPEC, 11, epoch, sample_id)
 
 
 def test_served_tensors_equal_the_pipeline_on_the_raw_files(

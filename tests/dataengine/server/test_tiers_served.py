@@ -34,7 +34,7 @@ pytestmark = pytest.mark.slow
 SEED = 5
 SPEC = PipelineSpec(augment=Augmentations(flip=True, random_crop=True, hu_jitter=30.0))
 Samples = dict[int, dict[str, bytes]]  # sample id -> tensor name -> raw bytes
-TIERS = ("L0", "L1", "L2")
+TIERS = ("L0", "L1", "L1d", "L2")
 
 
 def _fetch_epoch(address: str, epoch: int, *, batch: int = 4, streams: int = 3) -> Samples:
@@ -109,8 +109,10 @@ def test_second_epoch_is_served_from_l1_without_shared_fs_reads(
     before = _snapshot(read_only_dataset)
     manifest = Manifest.load(read_only_dataset)
     cache = tmp_path / "nvme"
-    proc = start_engine(
-        [read_only_dataset], "--cache-dir", str(cache), "--disk-cache", "64M", "--ram-cache", "0"
+    proc = start_engine(  # the decode cache off: this test is about shards in L1
+        [read_only_dataset],
+        *("--cache-dir", str(cache), "--disk-cache", "64M", "--decode-cache", "0"),
+        *("--ram-cache", "0"),
     )
     with EngineClient(proc.address, pipeline=SPEC, seed=SEED, batch_size=3) as client:
         first = list(client.batches(epochs=1))
@@ -144,8 +146,8 @@ def test_second_epoch_is_served_from_l1_without_shared_fs_reads(
         timeout=60,
         check=True,
     ).stdout
-    rows = {line.split()[0]: line.split() for line in human.splitlines() if line[:2] in TIERS}
-    assert sorted(rows) == ["L0", "L1", "L2"]
+    rows = {w[0]: w for line in human.splitlines() if (w := line.split()) and w[0] in TIERS}
+    assert sorted(rows) == ["L0", "L1", "L1d", "L2"]
     assert rows["L1"][1:3] == [str(t2["L1"].hits), str(t2["L1"].misses)]
     assert rows["L2"][8] == f"{manifest.size_bytes / 1e6:.1f}"  # MB read from L2
 
@@ -160,7 +162,7 @@ def test_budgets_smaller_than_the_dataset_hold_and_every_sample_is_correct(
     cache = tmp_path / "nvme"
     proc = start_engine(
         [packed_dataset],
-        *("--cache-dir", str(cache), "--disk-cache", str(disk_budget)),
+        *("--cache-dir", str(cache), "--disk-cache", str(disk_budget), "--decode-cache", "0"),
         *("--ram-cache", str(ram_budget)),
     )
     largest = 0
