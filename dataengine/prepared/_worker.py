@@ -10,7 +10,6 @@ results in submission order.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import multiprocessing
 import signal
@@ -22,8 +21,6 @@ from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
 from dataengine.errors import DataEngineError
 from dataengine.pipeline.prefix import run_prefix
 from dataengine.pipeline.spec import PipelineSpec
@@ -31,6 +28,7 @@ from dataengine.pipeline.stored import compress_blob, encode_prefix, encode_pref
 from dataengine.prepared._config import PrepareError
 from dataengine.procs import exit_with_parent
 from dataengine.shards import ShardReader, decompress_value, parse_record
+from dataengine.threads import limit_worker_threads, worker_environment
 
 __all__ = [
     "StudyResult",
@@ -69,15 +67,10 @@ _READERS: dict[str, ShardReader] = {}
 
 
 def init_worker() -> None:
-    """Process initializer: one core per worker (the pool is the
-    parallelism), Ctrl-C left to the parent, exit when the parent is gone."""
-    torch.set_num_threads(1)
-    try:  # OpenMP, BLAS and the codecs' pools too, where this build has the limiter
-        threads = importlib.import_module("dataengine.threads")
-    except ImportError:
-        pass
-    else:
-        threads.limit_worker_threads()
+    """Process initializer: one core per worker (torch, OpenMP, BLAS and the
+    codecs' pools; the pool is the parallelism), Ctrl-C left to the parent,
+    exit when the parent is gone."""
+    limit_worker_threads()
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     exit_with_parent()
 
@@ -129,9 +122,19 @@ def results_inline(tasks: Iterator[StudyTask]) -> Iterator[StudyResult]:
         _close_readers()  # LMDB allows one environment per file per process
 
 
+def _ready() -> bool:
+    return True
+
+
 def results_pool(tasks: Iterator[StudyTask], workers: int, window: int) -> Iterator[StudyResult]:
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=init_worker) as pool:
+    # The executor starts a process per submit until it has ``workers``: all
+    # of them start inside the block and inherit its one-thread environment.
+    with worker_environment():
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=init_worker)
+        for _ in range(workers):
+            pool.submit(_ready)
+    with pool:
         pending: deque[tuple[StudyTask, Future[StudyResult]]] = deque()
         try:
             for task in tasks:

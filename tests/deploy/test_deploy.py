@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import re
 import shlex
 import socket
@@ -146,7 +147,7 @@ def test_every_deploy_file_has_its_commands_found() -> None:
     for path in _script_files():
         assert path.name in files, f"no dataengine/trainer command found in {path}"
     subcommands = {argv[0] for _, prog, argv in _COMMANDS if prog == "dataengine" and argv}
-    assert {"serve", "pack", "stats"} <= subcommands
+    assert {"serve", "pack", "prepare", "stats"} <= subcommands
     assert any(prog == "trainer" for _, prog, _ in _COMMANDS)
 
 
@@ -159,6 +160,21 @@ def test_deploy_command_lines_parse(where: str, prog: str, argv: list[str]) -> N
     if prog == "dataengine" and argv and argv[0] in ("--help", "-h"):
         return  # the image's default CMD
     _parse(prog, argv)
+
+
+def test_prepare_job_pipelines_are_valid_pipeline_specs() -> None:
+    """The job JSON a prepare Job mounts (``--pipeline``) is a PipelineSpec."""
+    from dataengine.pipeline.spec import PipelineSpec
+
+    found = 0
+    for path in _manifest_files():
+        for doc in yaml.safe_load_all(path.read_text()):
+            if isinstance(doc, dict) and doc.get("kind") == "ConfigMap":
+                for name, text in doc.get("data", {}).items():
+                    if name.endswith(".json"):
+                        PipelineSpec.from_dict(json.loads(text), where=f"{path.name}: {name}")
+                        found += 1
+    assert found, "no pipeline JSON found in a ConfigMap"
 
 
 def test_a_wrong_flag_is_caught() -> None:
