@@ -15,7 +15,10 @@ dataclass field, and an unknown key is a ``ConfigError`` naming it::
     }
 
 ``pipeline`` shape fields (slices, crop, waveform samples, text tokens) are
-derived from the model and may only be restated, not changed. ``deepspeed``
+derived from the model and may only be restated, not changed. The wire
+dtypes (``image_dtype``, ``wave_dtype``) follow the DeepSpeed precision
+unless the ``pipeline`` section sets them: bfloat16 when training in bf16,
+float16 in fp16, float32 otherwise (``wire_dtype_for``). ``deepspeed``
 is merged over ``trainer/configs/ds_zero2.json`` (or names a DeepSpeed JSON
 file that replaces it); values ``"auto"`` there are filled from ``train``.
 """
@@ -45,6 +48,7 @@ __all__ = [
     "bf16_auto",
     "load_config",
     "pipeline_for",
+    "wire_dtype_for",
 ]
 
 _LOG = logging.getLogger(__name__)
@@ -415,6 +419,18 @@ def bf16_auto() -> tuple[bool, str]:
     return False, "CPU lacks native bf16 (AVX512-BF16/AMX); emulated bf16 is ~12x slower"
 
 
+def wire_dtype_for(deepspeed: Mapping[str, Any]) -> str:
+    """The wire dtype of image and waveform for a resolved DeepSpeed config:
+    what the model computes in (``bfloat16`` under bf16, ``float16`` under
+    fp16, else ``float32``), so the engine sends the bytes the model uses and
+    the wire carries half of float32's under bf16."""
+    for key, dtype in (("bf16", "bfloat16"), ("bfloat16", "bfloat16"), ("fp16", "float16")):
+        section = deepspeed.get(key)
+        if isinstance(section, Mapping) and section.get("enabled") is True:
+            return dtype
+    return "float32"
+
+
 def _resolve_deepspeed(
     spec: Mapping[str, Any], train: TrainConfig
 ) -> tuple[dict[str, Any], list[str]]:
@@ -531,6 +547,12 @@ def load_config(
     ds_spec = _merge(_read_json(ds_path, "deepspeed"), ds_raw)
     ds, ds_derived = _resolve_deepspeed(ds_spec, train)
     derived.extend(ds_derived)
+    wire = wire_dtype_for(ds)
+    unset = [key for key in ("image_dtype", "wave_dtype") if key not in pipe_raw]
+    if wire != "float32" and unset:
+        dtypes: dict[str, Any] = dict.fromkeys(unset, wire)
+        train = replace(train, pipeline=replace(pipeline, **dtypes))
+        derived.extend(f"pipeline.{key}={wire}" for key in unset)
 
     run = RunConfig(model=model, train=train, deepspeed=ds)
     _LOG.info(

@@ -7,11 +7,17 @@ earlier text. The loss is next-token cross-entropy on the report.
 
 Inputs (a batch dict as the engine client yields it, leading dim B):
 
-- ``image``: float [B, image_slices, H, W], values in [0, 1] (HU-windowed CT);
-  slices are conv channels, patches are ``patch_size`` pixels square.
-- ``waveform``: float [B, leads, samples] in millivolts.
+- ``image``: [B, image_slices, H, W], values in [0, 1] (HU-windowed CT),
+  in any float dtype, or uint8 0..255 for the same window
+  (``PipelineSpec.image_dtype="uint8"``); slices are conv channels, patches
+  are ``patch_size`` pixels square.
+- ``waveform``: [B, leads, samples] in millivolts, in any float dtype.
 - ``tokens``: int64 [B, text_tokens], BOS, report, EOS, then PAD.
 - ``text_mask``: bool [B, text_tokens], True on real (non-PAD) tokens.
+
+Image and waveform are cast to the encoders' parameter dtype on entry, so a
+bf16 model takes the engine's bfloat16 tensors as they are and a float32
+model takes any wire dtype.
 """
 
 from __future__ import annotations
@@ -45,7 +51,12 @@ class ImageEncoder(nn.Module):
         self.pos = nn.Parameter(torch.zeros(1, cfg.image_tokens, cfg.d_model))
 
     def forward(self, image: Tensor) -> Tensor:
-        x = self.proj(image * 2.0 - 1.0)  # centre [0, 1] on zero
+        dtype = self.proj.weight.dtype
+        if image.dtype == torch.uint8:  # the [0, 1] window as 0..255
+            centred = image.to(dtype) * (2.0 / 255.0) - 1.0
+        else:
+            centred = image.to(dtype) * 2.0 - 1.0  # centre [0, 1] on zero
+        x = self.proj(centred)
         return x.flatten(2).transpose(1, 2) + self.pos
 
 
@@ -66,7 +77,7 @@ class WaveformEncoder(nn.Module):
         self.pos = nn.Parameter(torch.zeros(1, cfg.wave_tokens, d))
 
     def forward(self, waveform: Tensor) -> Tensor:
-        x = self.convs(waveform).transpose(1, 2)
+        x = self.convs(waveform.to(self.pos.dtype)).transpose(1, 2)
         return x + self.pos[:, : x.shape[1]]
 
 

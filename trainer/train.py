@@ -167,7 +167,9 @@ def load_checkpoint(model_engine: Any, client: EngineClient, cfg: RunConfig, dis
 def _to_device(
     batch: Mapping[str, torch.Tensor], device: torch.device, dtype: torch.dtype
 ) -> dict[str, torch.Tensor]:
-    """The model's inputs on ``device``; floating tensors cast to the engine's dtype."""
+    """The model's inputs on ``device``; floating tensors cast to the engine's
+    dtype (no cast when the engine already sends it: ``load_config`` asks for
+    bfloat16 under bf16); a uint8 image moves as it is, the model scales it."""
     return {
         k: v.to(device, dtype) if v.is_floating_point() else v.to(device)
         for k, v in batch.items()
@@ -263,10 +265,12 @@ def train(cfg: RunConfig, args: RunArgs) -> TrainResult:
     with contextlib.ExitStack() as stack:
         stack.enter_context(client)
         _LOG.info(
-            "dataset %s: %d samples from %s",
+            "dataset %s: %d samples from %s; wire dtypes image %s, waveform %s",
             client.dataset.name,
             client.num_samples,
             ",".join(args.engines),
+            tc.pipeline.image_dtype,
+            tc.pipeline.wave_dtype,
         )
         torch.manual_seed(tc.seed)  # the same initial weights on every rank
         model = MultimodalModel(cfg.model)

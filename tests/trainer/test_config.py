@@ -18,6 +18,7 @@ from trainer.config import (
     bf16_auto,
     load_config,
     pipeline_for,
+    wire_dtype_for,
 )
 
 
@@ -202,3 +203,39 @@ def test_to_dict_round_trips() -> None:
     cfg = load_config(size="small", train_overrides={"steps": 9, "checkpoint_dir": "ckpt"})
     again = load_config(data=json.loads(json.dumps(cfg.to_dict())))
     assert again == cfg
+
+
+@pytest.mark.parametrize(
+    ("precision", "wire"),
+    [
+        ({"bf16": {"enabled": True}}, "bfloat16"),
+        ({"bf16": {"enabled": False}}, "float32"),
+        ({"bf16": {"enabled": False}, "fp16": {"enabled": True}}, "float16"),
+    ],
+)
+def test_the_wire_carries_what_the_model_computes_in(
+    tmp_path: Path, precision: dict[str, Any], wire: str
+) -> None:
+    cfg = load_config(write(tmp_path, {"deepspeed": precision}))
+    assert wire_dtype_for(cfg.deepspeed) == wire
+    assert (cfg.train.pipeline.image_dtype, cfg.train.pipeline.wave_dtype) == (wire, wire)
+    assert load_config(data=json.loads(json.dumps(cfg.to_dict()))) == cfg
+
+
+def test_auto_bf16_asks_for_bfloat16_exactly_when_it_trains_in_bf16() -> None:
+    cfg = load_config()
+    want = "bfloat16" if bf16_auto()[0] else "float32"
+    assert cfg.deepspeed["bf16"]["enabled"] is (want == "bfloat16")
+    assert cfg.train.pipeline.image_dtype == cfg.train.pipeline.wave_dtype == want
+
+
+def test_a_wire_dtype_the_config_names_wins(tmp_path: Path) -> None:
+    data = {"deepspeed": {"bf16": {"enabled": True}}, "pipeline": {"image_dtype": "uint8"}}
+    p = load_config(write(tmp_path, data)).train.pipeline
+    assert (p.image_dtype, p.wave_dtype) == ("uint8", "bfloat16")
+    data = {"deepspeed": {"bf16": {"enabled": True}}, "pipeline": {"wave_dtype": "float32"}}
+    p = load_config(write(tmp_path, data)).train.pipeline
+    assert (p.image_dtype, p.wave_dtype) == ("bfloat16", "float32")
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, {"pipeline": {"wave_dtype": "uint8"}}))
+    assert info.value.field == "pipeline.wave_dtype"

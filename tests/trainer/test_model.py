@@ -140,6 +140,29 @@ def test_bf16_forward_is_close_to_float32(model: MultimodalModel) -> None:
     assert abs(half(cast).item() - ref) < 0.05
 
 
+def test_bf16_model_takes_the_engines_bfloat16_tensors_as_they_are(model: MultimodalModel) -> None:
+    batch = make_batch()
+    half = MultimodalModel(TINY).to(torch.bfloat16)
+    half.load_state_dict(model.state_dict())
+    wire = {k: v.to(torch.bfloat16) if v.is_floating_point() else v for k, v in batch.items()}
+    loss = half(wire)
+    loss.backward()
+    assert loss.dtype == torch.float32 and abs(loss.item() - model(batch).item()) < 0.05
+    # A float32 model takes bfloat16 and float16 wire tensors too (cast on entry).
+    for dtype in (torch.bfloat16, torch.float16):
+        cast = {k: v.to(dtype) if v.is_floating_point() else v for k, v in batch.items()}
+        assert abs(model(cast).item() - model(batch).item()) < 0.05
+
+
+def test_uint8_image_is_the_same_window(model: MultimodalModel) -> None:
+    batch = make_batch()
+    as_uint8 = torch.round(batch["image"] * 255).to(torch.uint8)
+    batch["image"] = as_uint8.float() / 255  # the values the uint8 wire can carry
+    ref = model.logits(batch)
+    got = model.logits({**batch, "image": as_uint8})
+    torch.testing.assert_close(got, ref)
+
+
 def test_wrong_input_shape_is_reported(model: MultimodalModel) -> None:
     batch = make_batch()
     batch["image"] = batch["image"][:, :4]

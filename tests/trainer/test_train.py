@@ -134,8 +134,8 @@ def test_resume_without_a_checkpoint_is_a_clear_error(engine: str, tmp_path: Pat
 
 
 def test_torchrun_two_ranks_stay_in_lockstep_with_zero2(engine: str, tmp_path: Path) -> None:
-    # bf16 forced: the CPU default is float32 (see trainer.config.bf16_auto),
-    # so this is where inputs are cast to the engine's bf16.
+    # bf16 forced (on a CPU without native bf16 the default is float32, see
+    # trainer.config.bf16_auto): the trainer asks the engine for bfloat16.
     log, ckpt, config = tmp_path / "metrics.jsonl", tmp_path / "ckpt", tmp_path / "bf16.json"
     config.write_text(json.dumps({"deepspeed": {"bf16": {"enabled": True}}}))
     torchrun = (sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2")
@@ -148,6 +148,7 @@ def test_torchrun_two_ranks_stay_in_lockstep_with_zero2(engine: str, tmp_path: P
     assert "rank 1 of 2" not in out  # rank 0 alone logs INFO...
     assert out.count("trainer: steps 1..6") == 1  # ...and prints the summary
     assert "bfloat16" in out
+    assert "wire dtypes image bfloat16, waveform bfloat16" in out
     rows = read_log(log)
     assert [r["step"] for r in rows] == list(range(1, 7))
     assert rows[-1]["loss"] < rows[0]["loss"]
