@@ -2,6 +2,10 @@
 
 Use it with ``DataLoader(ds, batch_size=None, num_workers=0)``: the engines
 already batch, decode and augment, so loader workers would only add copies.
+It is ``EngineClient.batches`` underneath: the same batches, each column
+stacked once from the served bytes and in the dtype the pipeline asked for
+(``PipelineSpec(image_dtype="bfloat16", wave_dtype="bfloat16")`` gives
+``torch.bfloat16`` tensors with no cast).
 """
 
 from __future__ import annotations

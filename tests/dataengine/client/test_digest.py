@@ -36,3 +36,21 @@ def test_digest_sees_order_dtype_and_shape() -> None:
     assert batch_digest({**base, "x": torch.zeros(4, 2)}) != digest
     assert batch_digest({**base, "x": torch.zeros(2, 4, dtype=torch.bfloat16)}) != digest
     assert batch_digest(dict(reversed(base.items()))) == digest  # dict order does not count
+
+
+def test_digest_hashes_compact_dtypes_as_their_raw_bytes() -> None:
+    bf16 = torch.tensor([1.0, -2.5, 0.1], dtype=torch.bfloat16)
+    half = torch.tensor([1.0, -2.5, 0.1], dtype=torch.float16)
+    u8 = torch.tensor([[0, 128, 255]], dtype=torch.uint8)
+    batch = {"a": bf16, "b": half, "c": u8}
+    expected = hashlib.sha256(
+        b"a\0bfloat16\x003\0"
+        + bf16.view(torch.int16).numpy().astype("<i2").tobytes()
+        + b"b\0float16\x003\0"
+        + np.array([1.0, -2.5, 0.1], dtype="<f2").tobytes()
+        + b"c\0uint8\x001,3\0"
+        + bytes([0, 128, 255])
+    ).hexdigest()
+    assert batch_digest(batch) == expected
+    # The bits are hashed, not the values: float32 holding the same numbers differs.
+    assert batch_digest({**batch, "a": bf16.float()}) != expected

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import tracemalloc
 
+import grpc
 import numpy as np
 import pytest
 import torch
@@ -17,6 +18,7 @@ from dataengine.errors import DecodeError
 from dataengine.pipeline.spec import Augmentations, PipelineSpec
 from dataengine.pipeline.wire import encode_sample
 from dataengine.v1 import dataengine_pb2 as pb
+from dataengine.v1 import dataengine_pb2_grpc as pb_grpc
 
 AUGMENTED = PipelineSpec(augment=Augmentations.all_on())
 
@@ -146,3 +148,23 @@ def test_iterable_dataset_gives_the_same_bfloat16_batches(engine: str) -> None:
     assert batches[0]["image"].dtype == torch.bfloat16
     assert batches[0]["waveform"].dtype == torch.bfloat16
     assert [batch_digest(b) for b in batches] == [batch_digest(b) for b in _epoch(engine, spec)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("spec", "field"),
+    [
+        (pb.PipelineSpec(wave_dtype=pb.UINT8), "pipeline.wave_dtype"),
+        (pb.PipelineSpec(image_dtype=pb.INT64), "pipeline.image_dtype"),
+    ],
+)
+def test_an_engine_refuses_a_wire_dtype_it_cannot_serve(
+    engine: str, spec: pb.PipelineSpec, field: str
+) -> None:
+    request = pb.SampleRequest(pipeline=spec, sample_ids=[0])
+    with grpc.insecure_channel(engine) as channel:
+        stub = pb_grpc.DataEngineStub(channel)
+        with pytest.raises(grpc.RpcError) as info:
+            list(stub.StreamSamples(request, timeout=30))
+    assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert info.value.details().startswith(field)
