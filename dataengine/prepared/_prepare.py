@@ -510,7 +510,7 @@ def prepare_dataset(
     finally:
         run.close()
     _LOG.info(
-        "prepare %s: %d samples (%d failed) in %d of %d shards, %d bytes; %.2f s",
+        "prepare (%s): %d samples (%d failed) in %d of %d shards, %d bytes; %.2f s",
         summary.status,
         summary.samples,
         sum(summary.failed.values()),

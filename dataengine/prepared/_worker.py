@@ -1,17 +1,27 @@
 """The worker side of ``prepare``: one study in, its prefix value out.
 
-Workers are spawned processes limited to one core each (the pool is the
-parallelism). Each reads its study from the source shard itself (an LMDB
-reader per shard per process), so the parent ships only sample ids and
-receives compressed values. ``results_inline`` runs the same in the calling
-process; ``results_pool`` keeps a bounded window of futures and yields the
-results in submission order.
+Workers are limited to one core each (the pool is the parallelism). Each
+reads its study from the source shard itself (an LMDB reader per shard per
+process), so the parent ships only sample ids and receives compressed
+values. ``results_inline`` runs the same in the calling process;
+``results_pool`` keeps a bounded window of futures and yields the results
+in submission order.
+
+Start-up CPU: importing the decode code (torch above all) costs about 2 CPU
+seconds per process, as much as decoding a dozen studies. So the parent
+never imports it (``prepare_study`` imports ``run_prefix`` when it first
+runs), and the workers come from a fork server (``multiprocessing``'s
+"forkserver" context): a fresh single-threaded process, started by exec
+with the one-thread environment (``threads.worker_environment``), that
+imports the decode code once and forks each worker from there. No worker
+is forked from the parent, whose threads and state a fork would copy.
 """
 
 from __future__ import annotations
 
 import logging
 import multiprocessing
+import multiprocessing.forkserver as forkserver
 import signal
 import time
 from collections import deque
@@ -22,7 +32,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dataengine.errors import DataEngineError
-from dataengine.pipeline.prefix import run_prefix
 from dataengine.pipeline.spec import PipelineSpec
 from dataengine.pipeline.stored import compress_blob, encode_prefix, encode_prefix_error
 from dataengine.prepared._config import PrepareError
@@ -89,6 +98,9 @@ def prepare_study(task: StudyTask) -> StudyResult:
     engine reports a failed decode. Source files that cannot be read at all
     (``OSError``) and ``MemoryError`` are raised: they say nothing about the
     study, so they must not be recorded as its result."""
+    # Here, not at the top: the parent never decodes (see the module docstring).
+    from dataengine.pipeline.prefix import run_prefix
+
     t0 = time.process_time()
     sid = task.sample_id
     kind: str | None = None
@@ -122,30 +134,53 @@ def results_inline(tasks: Iterator[StudyTask]) -> Iterator[StudyResult]:
         _close_readers()  # LMDB allows one environment per file per process
 
 
+_PRELOAD = ("dataengine.prepared._worker", "dataengine.pipeline.prefix")
+
+
 def _ready() -> bool:
     return True
 
 
 def results_pool(tasks: Iterator[StudyTask], workers: int, window: int) -> Iterator[StudyResult]:
-    ctx = multiprocessing.get_context("spawn")
-    # The executor starts a process per submit until it has ``workers``: all
-    # of them start inside the block and inherit its one-thread environment.
+    ctx = multiprocessing.get_context("forkserver")
+    # Ignored when this process's fork server already runs (the workers then
+    # import the decode code themselves, as spawned ones do).
+    ctx.set_forkserver_preload(list(_PRELOAD))
+    # The executor starts a process per submit until it has ``workers``: the
+    # fork server (on first use) and every worker start inside the block and
+    # inherit its one-thread environment.
     with worker_environment():
         pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=init_worker)
         for _ in range(workers):
             pool.submit(_ready)
-    with pool:
-        pending: deque[tuple[StudyTask, Future[StudyResult]]] = deque()
-        try:
-            for task in tasks:
-                pending.append((task, pool.submit(prepare_study, task)))
-                if len(pending) >= window:
+    try:
+        with pool:
+            pending: deque[tuple[StudyTask, Future[StudyResult]]] = deque()
+            try:
+                for task in tasks:
+                    pending.append((task, pool.submit(prepare_study, task)))
+                    if len(pending) >= window:
+                        yield _collect(*pending.popleft())
+                while pending:
                     yield _collect(*pending.popleft())
-            while pending:
-                yield _collect(*pending.popleft())
-        finally:
-            for _, future in pending:
-                future.cancel()
+            finally:
+                for _, future in pending:
+                    future.cancel()
+    finally:
+        _stop_fork_server()
+
+
+def _stop_fork_server() -> None:
+    """Stop this process's fork server and wait for it, once the pool's
+    workers are gone: the server reaps the workers it forked, so waiting for
+    it counts its CPU time and theirs in this process's children (rusage),
+    as spawned workers' would be. The next pool starts a new one.
+    ``ForkServer._stop`` is the standard library's own way to do this (its
+    tests use it); without it the server stops when this process exits."""
+    server = getattr(forkserver, "_forkserver", None)
+    stop = getattr(server, "_stop", None)
+    if stop is not None:
+        stop()
 
 
 def _collect(task: StudyTask, future: Future[StudyResult]) -> StudyResult:

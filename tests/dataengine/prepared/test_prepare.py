@@ -39,6 +39,8 @@ def test_view_is_servable_and_holds_the_prefix_of_every_record(dataset: Path, wo
     ]
     assert view.prefix == SPEC.prefix_fields() and view.failed == ()
     assert view.summary["samples"] == source.num_samples
+    # The run's CPU counts its workers' (they are waited for, fork server and all).
+    assert view.summary["cpu_s"] >= view.summary["worker_cpu_s"] > 0
     values = _view_values(view_dir)
     with Dataset(dataset) as ds:
         assert sorted(values) == list(range(len(ds)))
