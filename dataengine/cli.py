@@ -179,8 +179,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _format_tiers(caches: Sequence[pb.CacheStats]) -> list[str]:
-    """One row per storage tier (L0 RAM, L1 disk, L2 shared FS); MB are 10^6
-    bytes, a budget of 0 means none (L2) or off (L1 without --cache-dir)."""
+    """One row per storage tier (L0 RAM, L1 disk, L1d decode cache, L2 shared
+    FS); MB are 10^6 bytes, a budget of 0 means none (L2) or off (L1 and L1d
+    without --cache-dir)."""
     head = (
         f"{'tier':<5}{'hits':>8}{'misses':>8}{'hit%':>7}{'held MB':>10}{'budget MB':>11}"
         f"{'entries':>8}{'evict':>7}{'read MB':>10}{'fills':>7}{'fill ms':>9}"

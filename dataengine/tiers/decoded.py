@@ -24,8 +24,8 @@ Guarantees:
   then the sample id inside. A partial or corrupt entry is deleted and the
   study decoded again (and written again), never served.
 - The front owns the index (LRU by use, within ``budget_bytes``): it scans
-  the directory at start (deleting ``*.tmp`` leftovers, oldest file first in
-  LRU order), admits each file a worker wrote, and evicts least recently
+  the directory at start (deleting ``*.tmp`` leftovers of crashed writes,
+  oldest file first in LRU order), admits each file a worker wrote, and evicts least recently
   used files that no queued sample holds. Files another engine wrote after
   this one started are adopted when first asked for. Admission follows the
   write, so the directory can exceed the budget by the writes in flight
@@ -73,6 +73,9 @@ DEFAULT_DECODE_SHARE = 0.25
 _FINAL = re.compile(r"^\d+\.zst$")
 _FAN_OUT = 1024  # entries per leaf directory, at most
 _WARN_EVERY_S = 60.0
+# A temporary file younger than this may be a peer engine's write in
+# progress (a write takes milliseconds); an older one is a crash's leftover.
+_TMP_GRACE_S = 60.0
 
 
 def entry_path(root: Path, prefix_key: str, fingerprint: str, sample_id: int) -> Path:
@@ -155,18 +158,21 @@ class DecodeCache:
     # -- lifecycle -----------------------------------------------------------
 
     def start(self) -> DecodeCache:
-        """Create the directory, delete leftovers of interrupted writes, index
+        """Create the directory, delete leftovers of interrupted writes (older
+        than a minute: a younger one may be a peer's write in progress), index
         the entries present (oldest first) and trim to the budget."""
         self.root.mkdir(parents=True, exist_ok=True)
         found: list[tuple[float, Path, int]] = []
         removed = 0
+        now = time.time()
         for folder, _dirs, files in os.walk(self.root):
             for name in files:
                 path = Path(folder) / name
                 try:
                     if name.endswith(".tmp"):
-                        path.unlink()
-                        removed += 1
+                        if now - path.stat().st_mtime > _TMP_GRACE_S:
+                            path.unlink()
+                            removed += 1
                     elif _FINAL.match(name):
                         st = path.stat()
                         found.append((st.st_mtime, path, st.st_size))

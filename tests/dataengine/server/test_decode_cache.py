@@ -6,6 +6,7 @@ cached as its error; the budget holds; a full disk is a logged skip."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -107,6 +108,7 @@ def test_corrupt_and_partial_entries_are_recomputed_never_served(
     swapped.write_bytes(entries[5].read_bytes())  # a whole value, of another sample
     leftover = entries[2].with_name("2.zst.4242-deadbeef.tmp")
     leftover.write_bytes(b"half a write")
+    os.utime(leftover, (1_000_000, 1_000_000))  # left by a crash, long ago
 
     proc = start_engine([cold_dataset], *flags)
     assert not leftover.exists()

@@ -101,10 +101,13 @@ def test_start_drops_interrupted_writes_and_keeps_the_newest_within_budget(
     paths = [_put(first, sid, mtime=1_000_000 + sid) for sid in range(4)]
     leftover = paths[0].with_name("0.zst.123-cafe.tmp")
     leftover.write_bytes(b"partial")
+    os.utime(leftover, (1_000_000, 1_000_000))  # a crash's, long ago
+    in_progress = paths[1].with_name("1.zst.456-beef.tmp")  # a peer writing now
+    in_progress.write_bytes(b"being written")
     (tmp_path / DECODED_DIR / "notes.txt").write_text("not an entry")
     size = max(p.stat().st_size for p in paths)
     again = _cache(tmp_path, 2 * size + size // 2).start()
-    assert not leftover.exists()
+    assert not leftover.exists() and in_progress.exists()
     assert [p.exists() for p in paths] == [False, False, True, True]  # oldest evicted
     c = again.counters()
     kept = paths[2].stat().st_size + paths[3].stat().st_size
