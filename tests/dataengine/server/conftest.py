@@ -9,6 +9,7 @@ import shutil
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import grpc
 import lmdb
@@ -48,9 +49,11 @@ class Epoch:
     lost: list[tuple[int, str, str]]  # sample id, kind, message
 
 
-def fetch_epoch(endpoints: str | Sequence[str], epoch: int = 0) -> Epoch:
-    """One epoch of ``COLD_SPEC`` batches of 2 from ``endpoints``."""
-    with EngineClient(endpoints, pipeline=COLD_SPEC, seed=SEED, batch_size=2) as client:
+def fetch_epoch(endpoints: str | Sequence[str], epoch: int = 0, **options: Any) -> Epoch:
+    """One epoch of ``COLD_SPEC`` batches of 2 from ``endpoints`` (``options``:
+    more ``ClientConfig`` fields)."""
+    config = {"pipeline": COLD_SPEC, "seed": SEED, "batch_size": 2, **options}
+    with EngineClient(endpoints, **config) as client:
         client.load_state_dict({"seed": SEED, "epoch": epoch, "position": 0})
         digests = [batch_digest(b) for b in client.batches(epochs=1)]
         lost = [(x.sample_id, x.kind, x.message) for x in client.lost]

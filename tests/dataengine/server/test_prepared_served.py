@@ -172,12 +172,14 @@ def test_a_failed_study_in_the_view_gives_the_fresh_decode_error(
 def test_a_fleet_mixing_a_prepared_and_an_unprepared_engine_gives_the_same_batches(
     prepared: Path, cold_dataset: Path, start_engine: Callable, cold_reference: dict
 ) -> None:
-    with_view = start_engine([prepared], "--workers", "1")
-    without = start_engine([cold_dataset], "--workers", "1")
+    with_view = start_engine([prepared], "--workers", "1", "--ram-cache", "0")
+    without = start_engine([cold_dataset], "--workers", "1", "--ram-cache", "0")
     fleet = [with_view.address, without.address]
-    for epoch in (0, 1):
-        assert fetch_epoch(fleet, epoch) == cold_reference[epoch]
+    # With shard ownership (the fleet's way), and with micro-batches going
+    # whole to the engines in turn, so that both surely serve some.
+    assert fetch_epoch(fleet, 0) == cold_reference[0]
+    assert fetch_epoch(fleet, 1, ownership=False) == cold_reference[1]
     a, b = sources(with_view.address), sources(without.address)
     assert a["prepared"] > 0 and a["decoded"] == 0
     assert b["decoded"] > 0 and b["prepared"] == 0
-    assert sum(a.values()) + sum(b.values()) == 2 * STUDIES
+    assert sum(a.values()) + sum(b.values()) >= 2 * STUDIES  # hedged requests count twice
