@@ -9,7 +9,7 @@ with all augmentations on, in three configurations, one after the other:
 - L1 only: ``--ram-cache 0 --cache-dir D --disk-cache B --decode-cache 0``;
   shards are copied to the node-local disk once, every sample is still
   decoded (the decode cache, measured by ``cold``, is off here);
-- tiers on: ``--ram-cache R --cache-dir D --disk-cache B``, with room for
+- tiers on: ``--ram-cache R --cache-dir D --disk-cache B --decode-cache 0``, with room for
   the whole decoded prefix: epoch 2 should only augment and send.
 
 Reported: samples per second of each epoch and their ratio, the tiers-on /
