@@ -1,9 +1,11 @@
 """``make demo``: the whole path end to end on built-in sample data.
 
 synth -> pack (with its summary: decoded, quarantined by reason, redacted by
-type) -> verify (checksums, full decode, PHI scan against the planted
-values) -> serve (one engine on loopback, RAM and node-local disk tiers) ->
-DeepSpeed training fed only by the engine -> engine stats and the trainer's
+type) -> prepare (the trainer's job shape decoded once into a prepared view)
+-> verify (checksums, full decode, PHI scan against the planted values, the
+prepared view against fresh decodes) -> serve (one engine on loopback, RAM
+and node-local disk tiers) -> DeepSpeed training fed only by the engine ->
+engine stats (every sample served from the prepared view) and the trainer's
 data-wait fraction -> clean shutdown. Everything is written under
 ``demo-output/`` (recreated each run).
 """
@@ -51,6 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     de = [sys.executable, "-m", "dataengine"]
     _run([*de, "synth", str(raw), "--studies", str(args.studies), "--seed", "0"])
     _run([*de, "pack", str(raw), str(dataset), "--shard-samples", "16", "--insecure-demo-key"])
+    trainer = [sys.executable, "-m", "trainer", "--size", "tiny"]
+    job = args.out / "job-pipeline.json"
+    _run([*trainer, "--write-pipeline", str(job)])
+    _run([*de, "prepare", str(dataset), "--pipeline", str(job), "--workers", str(args.workers)])
     _run([*de, "verify", str(dataset), "--known-phi", str(raw / "phi_planted.json")])
 
     engine, address = _start_engine(dataset, args.workers, args.out / "nvme-cache")
@@ -58,13 +64,9 @@ def main(argv: list[str] | None = None) -> int:
         log = args.out / "train-metrics.jsonl"
         _run(
             [
-                sys.executable,
-                "-m",
-                "trainer",
+                *trainer,
                 "--engines",
                 address,
-                "--size",
-                "tiny",
                 "--steps",
                 str(args.steps),
                 "--checkpoint-dir",

@@ -354,7 +354,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         prog="python -m trainer",
         description="Train the multimodal model with DeepSpeed on data from engines.",
     )
-    p.add_argument("--engines", required=True, help="HOST:PORT[,HOST:PORT...] of data engines")
+    p.add_argument("--engines", help="HOST:PORT[,HOST:PORT...] of data engines (required to train)")
     p.add_argument("--dataset", help="served dataset name (default: the engine's only one)")
     p.add_argument("--config", type=Path, help="run config JSON (model/train/pipeline/deepspeed)")
     p.add_argument("--ds-config", type=Path, help="DeepSpeed JSON replacing ds_zero2.json")
@@ -369,10 +369,20 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--log-every", type=int, help="optimizer steps between log lines")
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
     p.add_argument("--log-file", type=Path, help="JSON lines, one per optimizer step (rank 0)")
+    p.add_argument(
+        "--write-pipeline",
+        type=Path,
+        metavar="FILE",
+        help="write the pipeline this run asks engines for (the JSON that "
+        "`dataengine prepare --pipeline` takes) and exit without training",
+    )
     # The deepspeed launcher appends --local_rank=N; LOCAL_RANK in the
     # environment carries the same value, so it is accepted and ignored.
     p.add_argument("--local_rank", "--local-rank", type=int, help=argparse.SUPPRESS)
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.engines is None and args.write_pipeline is None:
+        p.error("--engines is required (unless --write-pipeline)")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -404,6 +414,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "dataset": args.dataset,
             },
         )
+        if args.write_pipeline is not None:
+            body = json.dumps(cfg.train.pipeline.to_dict(), indent=2) + "\n"
+            args.write_pipeline.write_text(body, encoding="utf-8")
+            print(
+                f"trainer: pipeline (prefix key {cfg.train.pipeline.prefix_key()}) -> "
+                f"{args.write_pipeline}"
+            )
+            return 0
         run = RunArgs(parse_endpoints(args.engines), args.log_file, args.resume)
         result = train(cfg, run)
     except DataEngineError as exc:

@@ -161,6 +161,16 @@ class PipelineSpec:
     wave_dtype: str = "float32"
 
     def __post_init__(self) -> None:
+        # Numbers in one type whatever the source (JSON ``500`` or proto
+        # ``500.0``): equal specs must give equal prefix keys.
+        for name in ("hu_center", "hu_width", "wave_rate_hz"):
+            value = getattr(self, name)
+            _require(
+                isinstance(value, int | float) and not isinstance(value, bool),
+                f"pipeline.{name}",
+                f"must be a number, got {value!r}",
+            )
+            object.__setattr__(self, name, float(value))
         for name, lo, hi in (
             ("image_slices", 1, 512),
             ("image_resize", 8, 4096),

@@ -16,6 +16,7 @@ still depend only on ``(seed, epoch, sample_id)`` and the spec.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -37,29 +38,45 @@ def image_to_uint8(image: np.ndarray) -> np.ndarray:
     return np.rint(scaled, out=scaled).astype(np.uint8)
 
 
-def _tensor(name: str, array: np.ndarray, dtype: str) -> pb.Tensor:
+def _converted(name: str, array: np.ndarray, dtype: str) -> tuple[Any, np.ndarray]:
+    """The wire DType code and the array in that dtype's storage."""
     if dtype == "float32":
-        return tensors.encode(name, array)
+        return pb.FLOAT32, array.astype(np.float32, copy=False)
     if dtype == "bfloat16":
-        return tensors.encode_bfloat16(name, array)
+        return pb.BFLOAT16, tensors.bfloat16_bits(array)
     if dtype == "float16":
-        return tensors.encode(name, array.astype(np.float16))
+        return pb.FLOAT16, array.astype(np.float16)
     if dtype == "uint8" and name == "image":
-        return tensors.encode(name, image_to_uint8(array))
+        return pb.UINT8, image_to_uint8(array)
     raise ValueError(f"tensor {name!r}: no wire dtype {dtype!r}")  # PipelineSpec validates
+
+
+def _items(
+    arrays: Mapping[str, np.ndarray], spec: PipelineSpec
+) -> list[tuple[str, Any, np.ndarray]]:
+    out = []
+    for name, array in arrays.items():
+        if name in _DTYPE_FIELD:
+            code, stored = _converted(name, array, getattr(spec, _DTYPE_FIELD[name]))
+        else:
+            code, stored = tensors.wire_code(name, array), array
+        out.append((name, code, stored))
+    return out
 
 
 def wire_tensors(arrays: Mapping[str, np.ndarray], spec: PipelineSpec) -> list[pb.Tensor]:
     """``augment`` output as ``Tensor`` messages, ``image`` and ``waveform``
     in the spec's wire dtypes, the rest as they are, in the mapping's order."""
     return [
-        _tensor(name, array, getattr(spec, _DTYPE_FIELD[name]))
-        if name in _DTYPE_FIELD
-        else tensors.encode(name, array)
-        for name, array in arrays.items()
+        pb.Tensor(
+            name=name, dtype=code, shape=list(a.shape), data=np.ascontiguousarray(a).tobytes()
+        )
+        for name, code, a in _items(arrays, spec)
     ]
 
 
 def encode_sample(sample_id: int, arrays: Mapping[str, np.ndarray], spec: PipelineSpec) -> bytes:
-    """The serialized ``Sample`` message that goes on the wire."""
-    return pb.Sample(sample_id=sample_id, tensors=wire_tensors(arrays, spec)).SerializeToString()
+    """The serialized ``Sample`` message that goes on the wire (the bytes of
+    ``pb.Sample(sample_id, wire_tensors(...))``, written with one copy of the
+    tensor data: ``tensors.serialize_sample``)."""
+    return tensors.serialize_sample(sample_id, _items(arrays, spec))

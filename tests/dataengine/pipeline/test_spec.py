@@ -107,3 +107,11 @@ def test_wire_dtypes_are_not_part_of_the_prefix_and_shrink_sample_bytes() -> Non
     assert base.sample_bytes - bf16.sample_bytes == 2 * image + 2 * wave
     assert base.sample_bytes - u8.sample_bytes == 3 * image + 2 * wave
     assert bf16.sample_bytes <= 0.55 * base.sample_bytes
+
+
+def test_prefix_key_does_not_depend_on_how_a_number_was_written() -> None:
+    """A JSON job file says ``500``, a request carries ``500.0``: one key."""
+    from_json = PipelineSpec.from_dict({"wave_rate_hz": 500, "hu_center": 40})
+    from_proto = PipelineSpec.from_proto(PipelineSpec(wave_rate_hz=500.0).to_proto())
+    assert from_json.prefix_key() == from_proto.prefix_key()
+    assert from_json == PipelineSpec(wave_rate_hz=500.0, hu_center=40.0)
