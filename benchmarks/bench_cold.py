@@ -320,9 +320,10 @@ def _waited_cpu(command: list[str], log: Path | None = None) -> tuple[int, float
 
 
 def startup_cpu() -> float:
-    """CPU seconds of one Python process that imports what a prepare
-    process and its workers import, and exits: prepare pays it 1 + workers
-    times, whatever the corpus size."""
+    """CPU seconds of one Python process that imports what prepare imports
+    (the command line in the parent, the decode code in its fork server,
+    from which the workers fork without importing again), and exits: a fixed
+    cost, whatever the corpus size."""
     code = "import dataengine.cli, dataengine.prepared, dataengine.pipeline.prefix"
     rc, _, cpu = _waited_cpu([sys.executable, "-c", code])
     if rc:
@@ -489,8 +490,8 @@ def report(
         )
         if r.startup_cpu is not None:
             lines.append(
-                f"{'':<4}of which process start-up: about {(1 + WORKERS) * r.startup_cpu:.2f} s "
-                f"({1 + WORKERS} processes x {r.startup_cpu:.2f} s importing the prepare code)"
+                f"{'':<4}of which process start-up: about {r.startup_cpu:.2f} s "
+                "(importing the prepare and decode code once; workers fork from the fork server)"
             )
     for label, e, part in (
         ("c engine cold, prepared view (engine tree)", r.cold_prepared, "c"),
@@ -523,7 +524,7 @@ def report(
         _ratio("b prepare CPU / (a) epoch CPU", r.prepare[1] if r.prepare else None,
                raw.cpu_s if raw else None, "<= 1.2x", 1.2, why=na),
         _ratio("b   the same, less process start-up",
-               r.prepare[1] - (1 + WORKERS) * r.startup_cpu
+               r.prepare[1] - r.startup_cpu
                if r.prepare and r.startup_cpu is not None else None,
                raw.cpu_s if raw else None, "(report)", None, why=na),
         _ratio("c cold from prepared view: samples/s vs (a)", cp.engine.rate if cp else None,
