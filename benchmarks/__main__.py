@@ -9,6 +9,7 @@ from benchmarks import (
     bench_cold,
     bench_fleet_cache,
     bench_recovery,
+    bench_stored,
     bench_tiers,
     bench_vs_dataloader,
 )
@@ -19,6 +20,7 @@ BENCHMARKS = {
     "fleet_cache": bench_fleet_cache.main,
     "recovery": bench_recovery.main,
     "cold": bench_cold.main,
+    "stored": bench_stored.main,
 }
 
 

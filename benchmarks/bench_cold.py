@@ -106,6 +106,10 @@ class ColdCorpus:
         )
 
 
+FULL_CORPUS = ColdCorpus(48, 16, 512)
+QUICK_CORPUS = ColdCorpus(8, 8, 128, shard_samples=4)
+
+
 @dataclass(frozen=True)
 class CorpusPaths:
     raw: Path  # the raw export (read by the DataLoader)
@@ -568,12 +572,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cores", type=int, default=2, help="pin everything to N cores (0: all)")
     parser.add_argument("--batch-size", type=int, default=8)
     args = parser.parse_args(argv)
-    if args.quick:
-        corpus = ColdCorpus(args.studies or 8, 8, 128, shard_samples=4)
-        spec = QUICK_SPEC
-    else:
-        corpus = ColdCorpus(args.studies or 48, 16, 512)
-        spec = SPEC
+    corpus, spec = (QUICK_CORPUS, QUICK_SPEC) if args.quick else (FULL_CORPUS, SPEC)
+    if args.studies:
+        corpus = dataclasses.replace(corpus, studies=args.studies)
     out = args.out / ("cold-quick" if args.quick else "cold")
     out.mkdir(parents=True, exist_ok=True)
     print(f"corpus: {corpus.describe()} (cached under {args.out})", flush=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import faulthandler
 import json
 import logging
 import signal
@@ -162,6 +163,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
+    # `kill -USR1 PID` prints every thread's stack to stderr: for a hung engine.
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     engine.start()
     metrics = f", metrics on :{engine.metrics_port}" if engine.metrics_port is not None else ""
     print(ready_line(sorted(engine.manifests), engine.address, metrics))

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import signal
+import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -64,9 +66,23 @@ class EngineProcess:
             self.output.append(line)
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
+        """Signal the engine and wait for it; an engine still running after
+        ``timeout`` seconds has its thread stacks dumped (SIGUSR1) and killed,
+        and the failure carries its output."""
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
-        return self.proc.wait(timeout)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGUSR1)
+            time.sleep(1.0)
+            self.proc.kill()
+            self.proc.wait(10)
+            self._drain.join(5)
+            raise RuntimeError(
+                f"engine {self.address} did not exit {timeout:.0f}s after signal {sig}:\n"
+                + "".join(self.output[-300:])
+            ) from None
 
 
 def _engine_factory() -> Iterator:

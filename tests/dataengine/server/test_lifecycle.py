@@ -4,6 +4,7 @@ behind (one lifecycle: start, stop, context manager)."""
 from __future__ import annotations
 
 import multiprocessing
+import signal
 import socket
 import threading
 import time
@@ -72,3 +73,18 @@ def test_a_killed_engine_takes_its_decode_workers_with_it(
     engine.stop(signal.SIGKILL)
     _, alive = psutil.wait_procs(children, timeout=15)
     assert [p.pid for p in alive if p.status() != psutil.STATUS_ZOMBIE] == []
+
+
+def test_sigusr1_prints_every_thread_stack_and_the_engine_keeps_serving(
+    packed_dataset: Path, start_engine
+) -> None:
+    """An operator's first tool on a hung engine: ``kill -USR1 PID``."""
+    engine = start_engine([packed_dataset])
+    engine.proc.send_signal(signal.SIGUSR1)
+    deadline = time.monotonic() + 10
+    while not any("most recent call first" in line for line in engine.output):
+        assert time.monotonic() < deadline, "".join(engine.output)
+        time.sleep(0.1)
+    with grpc.insecure_channel(engine.address) as channel:
+        stats = pb_grpc.DataEngineStub(channel).GetStats(pb.GetStatsRequest(), timeout=10)
+    assert stats.engine_id
