@@ -10,6 +10,9 @@ pyedflib, a WFDB record written by ``wfdb``, a synthetic report and a stored
 record. Hypothesis runs derandomized (the same examples every run), so a
 failure reproduces; for a longer local hunt, ``MEDSTREAM_FUZZ_SCALE=N``
 multiplies the examples and ``MEDSTREAM_FUZZ_RANDOM=1`` draws new ones.
+
+One file across formats, deid and shards: every test shares the seeds and the
+mutation strategy below.
 """
 
 from __future__ import annotations
