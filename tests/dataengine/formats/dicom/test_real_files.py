@@ -11,7 +11,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from pydicom.data import get_testdata_file
 from pydicom.pixels import apply_color_lut
 from pydicom.uid import JPEG2000, ExplicitVRLittleEndian, JPEGLossless
 
@@ -23,27 +22,17 @@ from dataengine.pipeline.spec import PipelineSpec
 from dataengine.shards import Dataset as ShardDataset
 from dataengine.v1 import record_pb2
 
+from .conftest import pydicom_file, pydicom_file_path
+
 BT601 = np.array([0.299, 0.587, 0.114])
 
 
-def _path(name: str) -> Path:
-    """A file of pydicom's bundled test data (on disk, no download)."""
-    path = get_testdata_file(name)
-    if path is None:
-        raise FileNotFoundError(f"pydicom test file {name} is not installed")
-    return Path(path)
-
-
-def _bytes(name: str) -> bytes:
-    return _path(name).read_bytes()
-
-
 def _decode(name: str, *, voi_lut: bool = False) -> Volume:
-    return decode_series([_bytes(name)], names=[name], voi_lut=voi_lut)
+    return decode_series([pydicom_file(name)], names=[name], voi_lut=voi_lut)
 
 
 def _syntax(name: str) -> str:
-    return str(read_dicom(_bytes(name)).file_meta.TransferSyntaxUID.name)
+    return str(read_dicom(pydicom_file(name)).file_meta.TransferSyntaxUID.name)
 
 
 # -- transfer syntaxes: lossless ones reproduce the reference exactly --------
@@ -76,7 +65,7 @@ def test_lossless_mr_small_encodings_equal_the_uncompressed_reference(
 
 
 def test_ct_small_is_hounsfield_units_with_its_rescale() -> None:
-    ds = read_dicom(_bytes("CT_small.dcm"))
+    ds = read_dicom(pydicom_file("CT_small.dcm"))
     assert (float(ds.RescaleSlope), float(ds.RescaleIntercept)) == (1.0, -1024.0)
 
     volume = _decode("CT_small.dcm")
@@ -90,7 +79,7 @@ def test_ct_small_is_hounsfield_units_with_its_rescale() -> None:
 
 def test_deflated_syntax_equals_the_same_dataset_uncompressed() -> None:
     assert _syntax("image_dfl.dcm") == "Deflated Explicit VR Little Endian"
-    ds = read_dicom(_bytes("image_dfl.dcm"))
+    ds = read_dicom(pydicom_file("image_dfl.dcm"))
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
     buf = BytesIO()
     ds.save_as(buf, enforce_file_format=True)
@@ -118,7 +107,7 @@ def test_lossless_colour_encodings_give_the_reference_luminance(name: str, synta
     32-bit versions hold each 8-bit value v as v * 257 and v * 16843009."""
     assert _syntax(name).startswith(syntax)
     if name == "SC_rgb_small_odd.dcm":  # its own reference: 3x3, written by another tool
-        rgb = read_dicom(_bytes(name)).pixel_array.astype(np.float64)
+        rgb = read_dicom(pydicom_file(name)).pixel_array.astype(np.float64)
         np.testing.assert_allclose(_decode(name).hu[0], rgb @ BT601, atol=1e-4)
         return
     reference = _decode("SC_rgb_rle.dcm").hu
@@ -133,7 +122,7 @@ def test_lossless_colour_encodings_give_the_reference_luminance(name: str, synta
 def test_jpeg_lossless_process_14_decodes_like_selection_value_1() -> None:
     """No Process 14 (1.2.840.10008.1.2.4.57) file ships with pydicom; a first-
     order-prediction stream is also a valid Process 14 stream, so relabel one."""
-    ds = read_dicom(_bytes("SC_rgb_jpeg_gdcm.dcm"))
+    ds = read_dicom(pydicom_file("SC_rgb_jpeg_gdcm.dcm"))
     ds.file_meta.TransferSyntaxUID = JPEGLossless
     buf = BytesIO()
     ds.save_as(buf, enforce_file_format=True)
@@ -167,7 +156,7 @@ def test_lossy_colour_is_within_tolerance_of_the_lossless_reference(
 ) -> None:
     """Luminance (0..255) against SC_rgb_rle.dcm. JPEG-LS near-lossless bounds
     every sample's error by NEAR = 2, so the luminance error is at most 2."""
-    assert read_dicom(_bytes(name)).PhotometricInterpretation == photometric
+    assert read_dicom(pydicom_file(name)).PhotometricInterpretation == photometric
     reference = _decode("SC_rgb_rle.dcm").hu
 
     error = np.abs(_decode(name).hu - reference)
@@ -177,7 +166,7 @@ def test_lossy_colour_is_within_tolerance_of_the_lossless_reference(
 
 
 def test_jpeg_2000_lossy_by_openjpeg_is_within_tolerance_of_mr_small() -> None:
-    ds = read_dicom(_bytes("MR_small.dcm"))
+    ds = read_dicom(pydicom_file("MR_small.dcm"))
     ds.compress(JPEG2000, j2k_cr=[5])  # OpenJPEG (pylibjpeg-openjpeg), 5:1 lossy
     buf = BytesIO()
     ds.save_as(buf, enforce_file_format=True)
@@ -214,7 +203,7 @@ def test_jpeg_ls_near_lossless_grey_and_lossy_ct() -> None:
     assert float(sixteen.hu.mean()) == pytest.approx(12014.5)
 
     ct = _decode("693_J2KI.dcm")  # lossy JPEG 2000 CT, intercept -1024
-    stored = read_dicom(_bytes("693_J2KI.dcm")).pixel_array
+    stored = read_dicom(pydicom_file("693_J2KI.dcm")).pixel_array
     np.testing.assert_array_equal(ct.hu[0], stored - 1024.0)
     assert ct.hu.shape == (1, 512, 512)
     assert ct.spacing_mm == pytest.approx((20.0, 0.478516, 0.478516))
@@ -225,7 +214,7 @@ def test_jpeg_ls_near_lossless_grey_and_lossy_ct() -> None:
 
 def test_monochrome1_radiograph_is_inverted_then_rescaled() -> None:
     name = "dicomdirtests/77654033/CR1/6154"  # CR, MONOCHROME1, 12 of 16 bits
-    ds = read_dicom(_bytes(name))
+    ds = read_dicom(pydicom_file(name))
     assert ds.PhotometricInterpretation == "MONOCHROME1" and ds.BitsStored == 12
     stored = ds.pixel_array.astype(np.float64)
 
@@ -237,7 +226,7 @@ def test_monochrome1_radiograph_is_inverted_then_rescaled() -> None:
 
 
 def test_palette_colour_becomes_luminance_of_its_lut() -> None:
-    ds = read_dicom(_bytes("examples_palette.dcm"))
+    ds = read_dicom(pydicom_file("examples_palette.dcm"))
     rgb = apply_color_lut(ds.pixel_array, ds).astype(np.float64)  # 16-bit LUT entries
 
     volume = _decode("examples_palette.dcm")
@@ -247,7 +236,7 @@ def test_palette_colour_becomes_luminance_of_its_lut() -> None:
 
 
 def test_planar_configuration_1_big_endian_rgb() -> None:
-    ds = read_dicom(_bytes("ExplVR_BigEnd.dcm"))
+    ds = read_dicom(pydicom_file("ExplVR_BigEnd.dcm"))
     assert ds.PlanarConfiguration == 1 and _syntax("ExplVR_BigEnd.dcm") == "Explicit VR Big Endian"
     planes = np.frombuffer(ds.PixelData, np.uint8).reshape(3, 60, 80).astype(np.float64)
 
@@ -258,8 +247,8 @@ def test_planar_configuration_1_big_endian_rgb() -> None:
 
 @pytest.mark.parametrize("name", ["examples_jpeg2k.dcm", "GDCMJ2K_TextGBR.dcm"])
 def test_ybr_rct_jpeg_2000_colour(name: str) -> None:
-    assert read_dicom(_bytes(name)).PhotometricInterpretation == "YBR_RCT"
-    rgb = read_dicom(_bytes(name)).pixel_array.astype(np.float64)  # the decoder's RGB
+    assert read_dicom(pydicom_file(name)).PhotometricInterpretation == "YBR_RCT"
+    rgb = read_dicom(pydicom_file(name)).pixel_array.astype(np.float64)  # the decoder's RGB
     np.testing.assert_allclose(_decode(name).hu[0], rgb @ BT601, atol=1e-3)
 
 
@@ -275,7 +264,7 @@ def test_one_bit_segmentation() -> None:
 
 
 def test_window_of_mr_small_only_when_asked() -> None:
-    ds = read_dicom(_bytes("MR_small.dcm"))
+    ds = read_dicom(pydicom_file("MR_small.dcm"))
     assert (float(ds.WindowCenter), float(ds.WindowWidth)) == (600.0, 1600.0)
     values = _decode("MR_small.dcm").hu
 
@@ -288,7 +277,9 @@ def test_window_of_mr_small_only_when_asked() -> None:
 
 def test_prefix_applies_the_window_only_with_image_voi_lut() -> None:
     record = record_pb2.StudyRecord(
-        images=[record_pb2.EncodedFile(format="dicom", name="a.dcm", data=_bytes("MR_small.dcm"))]
+        images=[
+            record_pb2.EncodedFile(format="dicom", name="a.dcm", data=pydicom_file("MR_small.dcm"))
+        ]
     )
     plain = PipelineSpec(image_slices=1, image_resize=64, image_crop=64)
     voi = PipelineSpec(image_slices=1, image_resize=64, image_crop=64, image_voi_lut=True)
@@ -328,13 +319,13 @@ def test_two_frame_colour_and_thirty_frame_ultrasound() -> None:
     np.testing.assert_allclose(two.hu[1], 255 - reference, atol=1e-3)  # frame 2 is inverted
 
     us = _decode("examples_ybr_color.dcm")  # JPEG baseline YBR_FULL_422, 30 frames
-    frames = read_dicom(_bytes("examples_ybr_color.dcm")).pixel_array.astype(np.float64)
+    frames = read_dicom(pydicom_file("examples_ybr_color.dcm")).pixel_array.astype(np.float64)
     assert us.hu.shape == (30, 240, 320)
     np.testing.assert_allclose(us.hu, frames @ BT601, atol=1e-3)
 
 
 def _folder(name: str) -> list[Path]:
-    return sorted((_path("CT_small.dcm").parent / "dicomdirtests" / name).iterdir())
+    return sorted((pydicom_file_path("CT_small.dcm").parent / "dicomdirtests" / name).iterdir())
 
 
 def test_real_ct_series_is_ordered_by_position_against_instance_numbers() -> None:
@@ -419,7 +410,7 @@ def test_broken_real_files_are_decode_errors_saying_why(name: str, message: str)
 
 def _jpeg_xl(name: str) -> bytes:
     """A real file relabelled JPEG XL (pydicom cannot decode that syntax)."""
-    data = _bytes(name)
+    data = pydicom_file(name)
     htj2k = b"1.2.840.10008.1.2.4.201\0"  # the same length as the JPEG XL UID, padded
     ds = read_dicom(data)
     ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.201"
@@ -437,20 +428,20 @@ def test_pack_real_files_decodes_images_and_quarantines_the_rest(
     layout = {
         "study_a": [  # a real 5-slice CT (files without a suffix) beside non-images
             *[(f"ct/{p.name}", p.read_bytes()) for p in _folder("98892001/CT5N")],
-            ("report.dcm", _bytes("reportsi.dcm")),
-            ("DICOMDIR", _bytes("dicomdirtests/DICOMDIR")),
-            ("broken_jpeg.dcm", _bytes("JPEG-lossy.dcm")),
+            ("report.dcm", pydicom_file("reportsi.dcm")),
+            ("DICOMDIR", pydicom_file("dicomdirtests/DICOMDIR")),
+            ("broken_jpeg.dcm", pydicom_file("JPEG-lossy.dcm")),
         ],
         "study_b": [
-            ("mr_rle.dcm", _bytes("MR_small_RLE.dcm")),
-            ("plan.dcm", _bytes("rtplan.dcm")),
+            ("mr_rle.dcm", pydicom_file("MR_small_RLE.dcm")),
+            ("plan.dcm", pydicom_file("rtplan.dcm")),
             ("mr_jxl.dcm", _jpeg_xl("MR_small_jp2klossless.dcm")),
         ],
         "study_c": [  # two series: the 15-frame dose grid is the one served
-            ("sc_jpeg_lossless.dcm", _bytes("SC_rgb_jpeg_gdcm.dcm")),
-            ("dose_rle.dcm", _bytes("rtdose_rle.dcm")),
+            ("sc_jpeg_lossless.dcm", pydicom_file("SC_rgb_jpeg_gdcm.dcm")),
+            ("dose_rle.dcm", pydicom_file("rtdose_rle.dcm")),
         ],
-        "study_d": [("sr.dcm", _bytes("test-SR.dcm"))],
+        "study_d": [("sr.dcm", pydicom_file("test-SR.dcm"))],
     }
     for study, files in layout.items():
         for rel, data in files:
