@@ -18,6 +18,34 @@ TEST_KEY_BYTES = b"medstream-test-key-not-secret-0123"
 CORPUS_STUDIES = 12
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "corpus(**arguments): generate_corpus arguments of the module's raw fixture;"
+        " edit=function(root) changes the files afterwards",
+    )
+
+
+@pytest.fixture(scope="module")
+def raw(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A synthetic hospital export for one test module: ``generate_corpus`` with
+    the arguments of the module's marker, ``pytestmark = pytest.mark.corpus(
+    studies=2, seed=1, ...)``; its ``edit`` argument, a function of the
+    export's root folder, damages or changes files after."""
+    from dataengine.synth import generate_corpus
+
+    marker = request.node.get_closest_marker("corpus")
+    if marker is None:
+        raise pytest.UsageError(f"{request.node.nodeid}: raw needs pytest.mark.corpus(...)")
+    arguments = dict(marker.kwargs)
+    edit = arguments.pop("edit", None)
+    root = tmp_path_factory.mktemp("raw")
+    generate_corpus(root, **arguments)
+    if edit is not None:
+        edit(root)
+    return root
+
+
 @pytest.fixture(scope="session")
 def raw_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from dataengine.synth import generate_corpus

@@ -30,7 +30,7 @@ from dataengine.deid import (
 )
 from dataengine.deid.dicom import PROFILE
 from dataengine.errors import BurnedInAnnotationError, DeidError
-from dataengine.synth import PHI_PLANTED_NAME, generate_corpus
+from dataengine.synth import PHI_PLANTED_NAME
 
 KEY = DeidKey(b"medstream-test-deid-key")
 REMOVE = DeidPolicy(date_mode="remove")
@@ -44,11 +44,7 @@ PHI_KEYWORDS = (
 _UID = re.compile(r"^2\.25\.(0|[1-9]\d*)$")
 
 
-@pytest.fixture(scope="module")
-def raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("raw")
-    generate_corpus(root, studies=2, seed=1, slices=4, rows=32, cols=32, ecg_seconds=2)
-    return root
+pytestmark = pytest.mark.corpus(studies=2, seed=1, slices=4, rows=32, cols=32, ecg_seconds=2)
 
 
 def _series(raw: Path, study: int) -> list[bytes]:

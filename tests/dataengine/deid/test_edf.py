@@ -22,7 +22,7 @@ from dataengine.deid import (
     edf_patient_id,
 )
 from dataengine.errors import ConfigError, DecodeError
-from dataengine.synth import PHI_PLANTED_NAME, generate_corpus
+from dataengine.synth import PHI_PLANTED_NAME
 
 KEY = DeidKey(b"medstream-test-deid-key")
 START = dt.datetime(2020, 5, 17, 13, 45, 10)
@@ -35,11 +35,7 @@ ANNOTATIONS = (
 )
 
 
-@pytest.fixture(scope="module")
-def raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("raw")
-    generate_corpus(root, studies=1, seed=2, slices=1, rows=8, cols=8, ecg_seconds=3)
-    return root
+pytestmark = pytest.mark.corpus(studies=1, seed=2, slices=1, rows=8, cols=8, ecg_seconds=3)
 
 
 def _write(

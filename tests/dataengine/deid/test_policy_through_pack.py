@@ -17,22 +17,23 @@ from dataengine.cli import main
 from dataengine.deid import PROFILE, DeidKey, DeidPolicy, date_shift_days, pseudonym
 from dataengine.pack import QUARANTINE_NAME, PackConfig, pack_dataset
 from dataengine.shards import Dataset, Manifest
-from dataengine.synth import generate_corpus
 from dataengine.v1 import record_pb2
 
 KEY = DeidKey(b"medstream-test-deid-key")
 SLICES = 2
 
 
-@pytest.fixture(scope="module")
-def raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("raw")
-    generate_corpus(root, studies=2, seed=5, slices=SLICES, rows=16, cols=16, ecg_seconds=2)
+def _burn_in(root: Path) -> None:
+    """Flag one slice of study 1 as having burned-in annotation."""
     burned = root / "study_0001" / "ct_0001.dcm"
     ds = pydicom.dcmread(burned)
     ds.BurnedInAnnotation = "YES"
     ds.save_as(burned)
-    return root
+
+
+pytestmark = pytest.mark.corpus(
+    studies=2, seed=5, slices=SLICES, rows=16, cols=16, ecg_seconds=2, edit=_burn_in
+)
 
 
 def _records(out: Path) -> dict[str, record_pb2.StudyRecord]:

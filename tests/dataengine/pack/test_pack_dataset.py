@@ -16,17 +16,13 @@ from dataengine.formats.dicom import decode_series
 from dataengine.formats.edf import decode_edf
 from dataengine.pack import QUARANTINE_NAME, PackConfig, PackSummary, pack_dataset
 from dataengine.shards import Dataset, Manifest, ShardReader, decompress_value, file_sha256
-from dataengine.synth import PHI_PLANTED_NAME, generate_corpus
+from dataengine.synth import PHI_PLANTED_NAME
 
 KEY = DeidKey(b"medstream-test-pack-key-0123456789")
 STUDIES = 8
 
 
-@pytest.fixture(scope="module")
-def raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("raw")
-    generate_corpus(root, studies=STUDIES, seed=11, slices=4, rows=32, cols=32, ecg_seconds=4)
-    return root
+pytestmark = pytest.mark.corpus(studies=STUDIES, seed=11, slices=4, rows=32, cols=32, ecg_seconds=4)
 
 
 @pytest.fixture(scope="module")
