@@ -19,6 +19,8 @@ from dataengine.shards import (
 )
 from dataengine.v1 import record_pb2
 
+from ..conftest import write_dataset
+
 
 def _record(i: int) -> record_pb2.StudyRecord:
     return record_pb2.StudyRecord(
@@ -29,21 +31,14 @@ def _record(i: int) -> record_pb2.StudyRecord:
     )
 
 
-def _write_dataset(root: Path, sizes: list[int]) -> Manifest:
-    entries, next_id = [], 0
-    for shard_id, size in enumerate(sizes):
-        with ShardWriter(root, shard_id, next_id) as writer:
-            for i in range(next_id, next_id + size):
-                writer.add(i, encode_record(_record(i)))
-            entries.append(writer.close())
-        next_id += size
-    manifest = Manifest(name="t", created_utc="2026-01-01T00:00:00Z", shards=tuple(entries))
-    (root / "manifest.json").write_text(manifest.to_json())
-    return manifest
+def _dataset_of_sizes(root: Path, sizes: list[int]) -> Manifest:
+    """Shards of ``sizes`` records each, sample ids 0, 1, ... in order."""
+    ids = iter(range(sum(sizes)))
+    return write_dataset(root, [[_record(next(ids)) for _ in range(n)] for n in sizes])
 
 
 def test_write_then_read_every_record(tmp_path: Path) -> None:
-    manifest = _write_dataset(tmp_path, [3, 3, 2])
+    manifest = _dataset_of_sizes(tmp_path, [3, 3, 2])
     assert manifest.num_samples == 8
     assert sorted(p.name for p in tmp_path.iterdir()) == [
         "manifest.json",
@@ -64,7 +59,7 @@ def test_write_then_read_every_record(tmp_path: Path) -> None:
 
 
 def test_reader_iterates_in_id_order(tmp_path: Path) -> None:
-    manifest = _write_dataset(tmp_path, [4])
+    manifest = _dataset_of_sizes(tmp_path, [4])
     with ShardReader(tmp_path / manifest.shards[0].file) as reader:
         assert [i for i, _ in reader.items()] == [0, 1, 2, 3]
 
@@ -97,7 +92,7 @@ def test_record_under_wrong_key_is_data_loss() -> None:
 
 
 def test_manifest_rejects_gaps_and_unknown_formats(tmp_path: Path) -> None:
-    manifest = _write_dataset(tmp_path, [2, 2])
+    manifest = _dataset_of_sizes(tmp_path, [2, 2])
     body = json.loads(manifest.to_json())
     body["shards"][1]["first_sample_id"] = 3
     with pytest.raises(DecodeError, match="expected 2"):

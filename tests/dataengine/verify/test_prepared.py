@@ -32,11 +32,12 @@ from dataengine.shards import (
     ShardReader,
     ShardWriter,
     atomic_write_bytes,
-    encode_record,
 )
 from dataengine.synth import generate_corpus
 from dataengine.v1 import record_pb2
 from dataengine.verify import COUNT_KEYS, VerifyReport, verify_dataset
+
+from ..conftest import write_dataset
 
 SPEC = PipelineSpec(image_slices=4, image_resize=16, image_crop=16, wave_rate_hz=100.0)
 STUDIES = 4
@@ -203,16 +204,8 @@ def test_recorded_failures_must_match_the_manifest(tmp_path: Path, pristine: Pat
     broken.CopyFrom(records[1])
     broken.images[0].data = b"not a DICOM file"
     root = tmp_path / "dataset"
-    root.mkdir()
-    with ShardWriter(root, 0, 0) as writer:
-        for r in (records[0], broken):
-            writer.add(r.sample_id, encode_record(r))
-        entry = writer.close()
-    source = Manifest.load(pristine)
-    manifest = Manifest(
-        name="t", created_utc="2024-01-01T00:00:00Z", shards=(entry,), pack=source.pack
-    )
-    atomic_write_bytes(root / MANIFEST_NAME, manifest.to_json().encode("utf-8"))
+    manifest = write_dataset(root, [[records[0], broken]], pack=Manifest.load(pristine).pack)
+    (entry,) = manifest.shards
     prepare_dataset(root, SPEC, PrepareConfig(workers=1), progress=False)
 
     report = verify_dataset(root, prepared_sample=2)

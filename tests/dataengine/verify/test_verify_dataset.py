@@ -25,13 +25,12 @@ from dataengine.shards import (
     Dataset,
     Manifest,
     ShardReader,
-    ShardWriter,
-    atomic_write_bytes,
-    encode_record,
 )
 from dataengine.synth import PHI_PLANTED_NAME
 from dataengine.v1 import record_pb2
 from dataengine.verify import COUNT_KEYS, VerifyReport, load_known_phi, mask, verify_dataset
+
+from ..conftest import write_dataset
 
 
 @pytest.fixture(scope="module")
@@ -55,17 +54,12 @@ def _copy(records: list[record_pb2.StudyRecord]) -> list[record_pb2.StudyRecord]
     return out
 
 
-def _write_dataset(root: Path, records: list[record_pb2.StudyRecord], packed_dataset: Path) -> Path:
+def _one_shard_dataset(
+    root: Path, records: list[record_pb2.StudyRecord], packed_dataset: Path
+) -> Path:
     """A one-shard dataset of ``records`` with the packed dataset's pack
     section (so the same de-identification policy applies)."""
-    root.mkdir()
-    writer = ShardWriter(root, 0, 0)
-    for r in records:
-        writer.add(r.sample_id, encode_record(r))
-    entry = writer.close()
-    pack = Manifest.load(packed_dataset).pack
-    manifest = Manifest(name="t", created_utc="2024-01-01T00:00:00Z", shards=(entry,), pack=pack)
-    atomic_write_bytes(root / MANIFEST_NAME, manifest.to_json().encode("utf-8"))
+    write_dataset(root, [records], pack=Manifest.load(packed_dataset).pack)
     return root
 
 
@@ -187,7 +181,7 @@ def test_undecodable_payloads_are_reported_per_sample(
     records = _copy(clean_records)
     records[1].images[2].data = records[1].images[2].data[:-1000]  # truncated pixel data
     records[1].waveforms[0].data = records[1].waveforms[0].data[:300]  # truncated EDF
-    report = verify_dataset(_write_dataset(tmp_path / "ds", records, packed_dataset))
+    report = verify_dataset(_one_shard_dataset(tmp_path / "ds", records, packed_dataset))
     decode = [p for p in report.problems if p.kind == "decode"]
     assert {p.sample_id for p in decode} == {1}
     wheres = " / ".join(p.where for p in decode)
@@ -211,7 +205,7 @@ def test_planted_name_in_report_fails(
     family = _a_family_name(planted, records[0])
     records[0].report += f"\nFollow-up arranged; {family} agreed. Call 617-555-0199 or 13812345678."
     records[1].meta["note"] = "seen by Dr. Jane Smith"
-    report = verify_dataset(_write_dataset(tmp_path / "ds", records, packed_dataset), planted)
+    report = verify_dataset(_one_shard_dataset(tmp_path / "ds", records, packed_dataset), planted)
     assert not report.ok
     got = {(p.kind, p.sample_id, p.where) for p in report.problems}
     assert got == {
@@ -261,7 +255,7 @@ def test_dicom_header_with_a_real_name_fails(
 
     records = _copy(clean_records)
     records[1].images[3].data = _edit_dicom(records[1].images[3].data, leak)
-    report = verify_dataset(_write_dataset(tmp_path / "ds", records, packed_dataset), planted)
+    report = verify_dataset(_one_shard_dataset(tmp_path / "ds", records, packed_dataset), planted)
     problems = [p for p in report.problems if p.sample_id == 1]
     assert len(problems) == len(report.problems)
     found = {(p.kind, p.where.split(" ", 2)[-1], p.what.split(" '")[0]) for p in problems}
@@ -312,7 +306,7 @@ def test_edf_header_and_annotation_phi_fail(
     records = _copy(clean_records)
     records[0].waveforms[0].data = _edf_with_phi(tmp_path / "phi.edf")
     known = ["Rosalind", "Thornbury", "Lorcan Whitfield"]
-    report = verify_dataset(_write_dataset(tmp_path / "ds", records, packed_dataset), known)
+    report = verify_dataset(_one_shard_dataset(tmp_path / "ds", records, packed_dataset), known)
     found = {(p.kind, p.where.removeprefix("waveforms[0] wave_0000.edf "), p.what.split(" '")[0])
              for p in report.problems}  # fmt: skip
     assert found == {
@@ -342,7 +336,7 @@ def test_wfdb_header_comments_are_scanned(
         record_pb2.EncodedFile(format="wfdb", name="wave_0001.hea", data=header.encode())
     )
     report = verify_dataset(
-        _write_dataset(tmp_path / "ds", records, packed_dataset), ["14/03/2023"]
+        _one_shard_dataset(tmp_path / "ds", records, packed_dataset), ["14/03/2023"]
     )
     phi = sorted(
         (p.where.removeprefix("waveforms[1] wave_0001.hea "), p.what.split(" '")[0])
