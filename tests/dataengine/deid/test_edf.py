@@ -38,7 +38,7 @@ ANNOTATIONS = (
 pytestmark = pytest.mark.corpus(studies=1, seed=2, slices=1, rows=8, cols=8, ecg_seconds=3)
 
 
-def _write(
+def _write_with_patient_fields(
     path: Path,
     file_type: int,
     labels: tuple[str, ...] = LABELS,
@@ -46,6 +46,8 @@ def _write(
     start: dt.datetime = START,
     code: str = "MRN-12345",
 ) -> bytes:
+    """A file of ``file_type`` written by pyedflib's ``EdfWriter`` with every
+    patient and recording header field filled in, and ``annotations``."""
     bdf = file_type in (pyedflib.FILETYPE_BDF, pyedflib.FILETYPE_BDFPLUS)
     digital = 8388607 if bdf else 32767
     writer = pyedflib.EdfWriter(str(path), len(labels), file_type=file_type)
@@ -159,7 +161,7 @@ def test_known_phi_from_the_header(raw: Path) -> None:
     [(pyedflib.FILETYPE_EDFPLUS, "edf"), (pyedflib.FILETYPE_BDFPLUS, "bdf")],
 )
 def test_edf_plus_and_bdf_plus(tmp_path: Path, file_type: int, suffix: str) -> None:
-    data = _write(tmp_path / f"in.{suffix}", file_type)
+    data = _write_with_patient_fields(tmp_path / f"in.{suffix}", file_type)
     out, stats = deidentify_edf(data, KEY, DeidPolicy(), patient_id="MRN-12345")
     header, signals, labels, notes = _decoded(tmp_path, out, f"out.{suffix}")
     _, original, _, original_notes = _read_all(tmp_path / f"in.{suffix}")
@@ -191,7 +193,7 @@ def test_edf_plus_and_bdf_plus(tmp_path: Path, file_type: int, suffix: str) -> N
 
 
 def test_remove_mode_and_default_patient(tmp_path: Path) -> None:
-    data = _write(tmp_path / "in.edf", pyedflib.FILETYPE_EDFPLUS)
+    data = _write_with_patient_fields(tmp_path / "in.edf", pyedflib.FILETYPE_EDFPLUS)
     assert edf_patient_id(data) == "MRN-12345"
     out, stats = deidentify_edf(data, KEY, DeidPolicy(date_mode="remove"))
     header, *_ = _decoded(tmp_path, out, "out.edf")
@@ -206,7 +208,9 @@ def test_remove_mode_and_default_patient(tmp_path: Path) -> None:
 
 
 def test_a_shift_before_1985_gets_the_anonymous_date(tmp_path: Path) -> None:
-    data = _write(tmp_path / "in.edf", pyedflib.FILETYPE_EDFPLUS, start=dt.datetime(1985, 1, 2))
+    data = _write_with_patient_fields(
+        tmp_path / "in.edf", pyedflib.FILETYPE_EDFPLUS, start=dt.datetime(1985, 1, 2)
+    )
     out, stats = deidentify_edf(data, KEY, DeidPolicy(max_date_shift_days=3650))
     header, *_ = _decoded(tmp_path, out, "out.edf")
     assert header["startdate"] == dt.datetime(1985, 1, 1)
@@ -214,7 +218,9 @@ def test_a_shift_before_1985_gets_the_anonymous_date(tmp_path: Path) -> None:
 
 
 def test_plain_edf_patient_field_and_reserved(tmp_path: Path) -> None:
-    data = bytearray(_write(tmp_path / "in.edf", pyedflib.FILETYPE_EDF, annotations=()))
+    data = bytearray(
+        _write_with_patient_fields(tmp_path / "in.edf", pyedflib.FILETYPE_EDF, annotations=())
+    )
     data[8:88] = b"Anna Berg, born 4 March 1970".ljust(80)
     data[192:236] = b"exported by Anna".ljust(44)
     assert edf_patient_id(bytes(data)) == "Anna Berg, born 4 March 1970"
@@ -238,7 +244,9 @@ def _annotation_span(data: bytes) -> tuple[int, int]:
 
 def test_a_full_record_falls_back_to_a_short_placeholder(tmp_path: Path) -> None:
     data = bytearray(
-        _write(tmp_path / "in.edf", pyedflib.FILETYPE_EDFPLUS, labels=("ECG I",), annotations=())
+        _write_with_patient_fields(
+            tmp_path / "in.edf", pyedflib.FILETYPE_EDFPLUS, labels=("ECG I",), annotations=()
+        )
     )
     start, stop = _annotation_span(bytes(data))
     timekeeping = bytes(data[start:stop]).split(b"\x00")[0] + b"\x00"
@@ -253,7 +261,7 @@ def test_a_full_record_falls_back_to_a_short_placeholder(tmp_path: Path) -> None
 
 
 def test_trailing_bytes_are_dropped(tmp_path: Path) -> None:
-    data = _write(tmp_path / "in.edf", pyedflib.FILETYPE_EDFPLUS)
+    data = _write_with_patient_fields(tmp_path / "in.edf", pyedflib.FILETYPE_EDFPLUS)
     out, stats = deidentify_edf(data + b"Anna Berg was here", KEY)
     assert stats.trailing_bytes_dropped == 18
     assert out == deidentify_edf_bytes(data, KEY)
@@ -264,7 +272,7 @@ def test_malformed_input_is_a_decode_error(tmp_path: Path) -> None:
         deidentify_edf_bytes(b"0       short")
     with pytest.raises(DecodeError, match="not an EDF file"):
         deidentify_edf_bytes(b"BIOSEMI " + b" " * 300)
-    data = _write(tmp_path / "in.edf", pyedflib.FILETYPE_EDFPLUS)
+    data = _write_with_patient_fields(tmp_path / "in.edf", pyedflib.FILETYPE_EDFPLUS)
     with pytest.raises(DecodeError, match="truncated"):
         deidentify_edf_bytes(data[:-10], KEY)
     bad = bytearray(data)
@@ -285,7 +293,9 @@ def test_malformed_input_is_a_decode_error(tmp_path: Path) -> None:
 def test_corrupted_files_raise_only_decode_errors(tmp_path: Path) -> None:
     """Random byte damage and truncation: de-identified bytes or a
     DecodeError, never another exception."""
-    data = _write(tmp_path / "in.edf", pyedflib.FILETYPE_EDFPLUS, labels=("C3", "Anna Berg"))
+    data = _write_with_patient_fields(
+        tmp_path / "in.edf", pyedflib.FILETYPE_EDFPLUS, labels=("C3", "Anna Berg")
+    )
     rng = np.random.default_rng(3)
     outcomes = {"ok": 0, "refused": 0}
     for _ in range(300):

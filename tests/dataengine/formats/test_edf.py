@@ -66,7 +66,7 @@ def _header(label: str, rate: float, unit: str = "mV", phys: float = PHYS_MV) ->
     )
 
 
-def _write(path: Path, signals: list[np.ndarray], headers: list[dict]) -> bytes:
+def _write_edf_plus(path: Path, signals: list[np.ndarray], headers: list[dict]) -> bytes:
     header = {"annotations": [[0.5, -1, "QRS"]]}
     assert highlevel.write_edf(str(path), signals, headers, header=header)
     return path.read_bytes()
@@ -75,7 +75,7 @@ def _write(path: Path, signals: list[np.ndarray], headers: list[dict]) -> bytes:
 @pytest.fixture
 def ecg_bytes(tmp_path: Path) -> bytes:
     leads = list(FILE_LABELS)
-    return _write(
+    return _write_edf_plus(
         tmp_path / "ecg.edf",
         [_lead_signal(lead) for lead in leads],
         [_header(FILE_LABELS[lead], RATE_HZ) for lead in leads],
@@ -113,7 +113,7 @@ def test_edf_and_bdf_files_on_disk(tmp_path: Path, suffix: str, step_mv: float) 
     if suffix == ".bdf":
         for h in headers:
             h["digital_min"], h["digital_max"] = -(2**23), 2**23 - 1
-    _write(path, signals, headers)
+    _write_edf_plus(path, signals, headers)
 
     w = read_edf_file(path)
 
@@ -130,7 +130,7 @@ def test_mixed_rates_keep_their_own_rates_and_resample_once_to_the_target(
     signals += [np.cos(2 * np.pi * 1.0 * np.arange(r * SECONDS) / r) for r in slow_rates]
     headers = [_header("I", 500), _header("II", 250), _header("Resp", 100)]
 
-    w = decode_edf(_write(tmp_path / "mixed.edf", signals, headers))
+    w = decode_edf(_write_edf_plus(tmp_path / "mixed.edf", signals, headers))
 
     assert w.rates_hz == (500.0, 250.0, 100.0)
     assert [len(c) for c in w.channels] == [2000, 1000, 400]

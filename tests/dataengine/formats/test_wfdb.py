@@ -41,7 +41,9 @@ def _lead_signals(rate: float = RATE_HZ, seconds: float = SECONDS) -> np.ndarray
     )
 
 
-def _write(folder: Path, name: str, fmt: str, **kwargs: object) -> tuple[bytes, dict[str, bytes]]:
+def _write_12_lead_record(
+    folder: Path, name: str, fmt: str, **kwargs: object
+) -> tuple[bytes, dict[str, bytes]]:
     """Write a 12-lead record with wfdb.wrsamp; return (header, {dat name: bytes})."""
     options: dict[str, object] = {"adc_gain": [GAIN] * 12, "baseline": [0] * 12}
     options.update(kwargs)
@@ -63,12 +65,12 @@ def _write(folder: Path, name: str, fmt: str, **kwargs: object) -> tuple[bytes, 
 
 @pytest.fixture(scope="module")
 def record16(tmp_path_factory: pytest.TempPathFactory) -> tuple[bytes, dict[str, bytes]]:
-    return _write(tmp_path_factory.mktemp("wfdb16"), "rec", "16")
+    return _write_12_lead_record(tmp_path_factory.mktemp("wfdb16"), "rec", "16")
 
 
 @pytest.mark.parametrize("fmt", ["16", "212"])
 def test_twelve_lead_record_decodes_to_physical_values(tmp_path: Path, fmt: str) -> None:
-    header, files = _write(tmp_path, "ecg01", fmt)
+    header, files = _write_12_lead_record(tmp_path, "ecg01", fmt)
 
     w = decode_wfdb(header, files)
 
@@ -83,7 +85,7 @@ def test_twelve_lead_record_decodes_to_physical_values(tmp_path: Path, fmt: str)
 
 def test_automatic_gain_format_16(tmp_path: Path) -> None:
     """wrsamp's own gain choice (full 16-bit range per signal)."""
-    header, files = _write(tmp_path, "auto", "16", adc_gain=None, baseline=None)
+    header, files = _write_12_lead_record(tmp_path, "auto", "16", adc_gain=None, baseline=None)
     gains = [
         float(line.split()[2].split("(")[0].split("/")[0])
         for line in header.decode().splitlines()[1:13]
@@ -110,7 +112,7 @@ def test_standard_lead_order_and_resampling(record16: tuple[bytes, dict[str, byt
 
 
 def test_dispatch_and_read_from_disk(tmp_path: Path) -> None:
-    header, files = _write(tmp_path, "disk", "212")
+    header, files = _write_12_lead_record(tmp_path, "disk", "212")
 
     from_bytes = decode_waveform("wfdb", header, files)
     from_disk = read_wfdb_record(tmp_path / "disk.hea")
@@ -167,7 +169,7 @@ def test_header_structure_and_comments(record16: tuple[bytes, dict[str, bytes]])
 
 
 def test_base_date_and_time_in_the_record_line_are_read(tmp_path: Path) -> None:
-    header, files = _write(
+    header, files = _write_12_lead_record(
         tmp_path, "dated", "16", base_datetime=dt.datetime(2021, 3, 12, 10, 20, 30)
     )
     assert header.decode().splitlines()[0] == "dated 12 500 2000 10:20:30 12/03/2021"
