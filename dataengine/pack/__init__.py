@@ -4,15 +4,15 @@ parallel. See ``dataengine/pack/README.md``."""
 
 from dataengine.pack._config import PackConfig, PackSummary, QuarantineEntry
 from dataengine.pack._discover import Discovery, StudySource, discover_sources
-from dataengine.pack._pack import JOURNAL_NAME, QUARANTINE_NAME, TEST_KILL_ENV, pack_dataset
+from dataengine.pack._pack import JOURNAL_NAME, QUARANTINE_NAME, PackEvent, pack_dataset
 from dataengine.pack._study import classify_file, discover_studies
 
 __all__ = [
     "JOURNAL_NAME",
     "QUARANTINE_NAME",
-    "TEST_KILL_ENV",
     "Discovery",
     "PackConfig",
+    "PackEvent",
     "PackSummary",
     "QuarantineEntry",
     "StudySource",

@@ -18,6 +18,8 @@ Line formats (JSON, one object per line)::
      "quarantine": [QuarantineEntry dicts], "files_decoded": {...},
      "redactions": {...}, "deid": {...}}
 
+(every field but ``shard`` is the shard's ``PackCounts``, ``_counts.py``).
+
 A shard line covers the studies consumed since the previous shard closed, up
 to and including the one whose record filled it, so studies that produced no
 record (all their files quarantined) are covered too and sample ids stay
@@ -38,7 +40,8 @@ from typing import Any
 
 from dataengine.deid.dicom import PROFILE
 from dataengine.errors import PackError
-from dataengine.pack._config import PackConfig, QuarantineEntry
+from dataengine.pack._config import PackConfig
+from dataengine.pack._counts import PackCounts
 from dataengine.shards import SCHEMA_VERSION, ShardEntry, atomic_write_bytes, file_sha256
 
 __all__ = [
@@ -61,38 +64,20 @@ _NOT_FINGERPRINTED = frozenset({"workers", "name", "key"})
 
 @dataclass(frozen=True)
 class JournalShard:
-    """One completed shard and the studies it covers (in sorted study order),
-    with their quarantine entries and counters."""
+    """One completed shard and its share of the run's counts: the studies it
+    covers (in sorted study order), their quarantine entries and counters."""
 
     shard: ShardEntry
-    studies: tuple[str, ...]
-    quarantine: tuple[QuarantineEntry, ...]
-    files_decoded: dict[str, int]
-    redactions: dict[str, int]
-    deid: dict[str, int]
+    counts: PackCounts
 
     def to_line(self) -> str:
-        body = {
-            "shard": asdict(self.shard),
-            "studies": list(self.studies),
-            "quarantine": [e.to_json_dict() for e in self.quarantine],
-            "files_decoded": dict(self.files_decoded),
-            "redactions": dict(self.redactions),
-            "deid": dict(self.deid),
-        }
+        body = {"shard": asdict(self.shard), **self.counts.to_json_dict()}
         return json.dumps(body, sort_keys=True) + "\n"
 
     @classmethod
     def from_dict(cls, body: dict[str, Any]) -> JournalShard:
         """Parse one shard line; ``ValueError``/``KeyError``/``TypeError`` if malformed."""
-        return cls(
-            shard=ShardEntry(**body["shard"]),
-            studies=tuple(str(s) for s in body["studies"]),
-            quarantine=tuple(QuarantineEntry(**e) for e in body["quarantine"]),
-            files_decoded={str(k): int(v) for k, v in body["files_decoded"].items()},
-            redactions={str(k): int(v) for k, v in body["redactions"].items()},
-            deid={str(k): int(v) for k, v in body["deid"].items()},
-        )
+        return cls(shard=ShardEntry(**body["shard"]), counts=PackCounts.from_json_dict(body))
 
 
 def _fingerprint_value(value: Any) -> Any:
@@ -200,11 +185,11 @@ def verified_prefix(
     for i, entry in enumerate(shards):
         s = entry.shard
         path = Path(dataset_dir) / s.file
-        end = next_study + len(entry.studies)
+        end = next_study + len(entry.counts.studies)
         problem = ""
         if s.shard_id != i or s.first_sample_id != next_sample or s.num_samples < 1:
             problem = "out of sequence"
-        elif tuple(studies[next_study:end]) != entry.studies:
+        elif list(studies[next_study:end]) != entry.counts.studies:
             problem = "its studies do not continue the study list"
         elif not path.is_file() or path.stat().st_size != s.size_bytes:
             problem = "file missing or of the wrong size"

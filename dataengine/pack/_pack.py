@@ -1,17 +1,21 @@
 """``pack_dataset``: raw study folders in, an immutable dataset out.
 
-Studies are packed in worker processes (spawned, never forked) and consumed
-in sorted study order through a bounded window of futures, so memory stays
-bounded by the window, not the corpus. The parent writes shards in order,
-then ``quarantine.jsonl``, then ``manifest.json`` last: a dataset without a
-manifest is not a dataset.
+Three phases around one ``PackCounts`` (``_counts.py``):
+
+- plan: check the destination, discover the studies, resume the journal of
+  an unfinished run (its verified shards are kept, with their counts);
+- write: pack the studies not yet covered (``_pool.py``), re-stamp sample
+  ids, write shards in order and journal each with its share of the counts;
+- finalize: ``quarantine.jsonl``, then ``manifest.json`` last (a dataset
+  without a manifest is not a dataset), from the run's total counts, which
+  the returned ``PackSummary`` reports too.
 
 Crash safety: every shard is synced and renamed into place, then journaled
 (``pack-journal.jsonl``, see ``_journal.py``). Running the same command again
-after a crash keeps the journaled shards that verify, restores their counters
-and quarantine entries, and packs on from the first study they do not cover;
-the finished dataset equals an uninterrupted run's. ``TEST_KILL_ENV`` is a
-test hook that SIGKILLs the packer at a chosen point.
+after a crash keeps the journaled shards that verify, restores their counts
+and packs on from the first study they do not cover; the finished dataset
+equals an uninterrupted run's. ``on_event`` lets a caller (a test) act at
+each of those points, e.g. kill the process there.
 """
 
 from __future__ import annotations
@@ -19,21 +23,17 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import multiprocessing
-import os
-import signal
 import time
-from collections import Counter, deque
-from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from dataengine.deid.dicom import PROFILE
-from dataengine.errors import ConfigError, PackError
+from dataengine.errors import PackError
 from dataengine.pack._config import PackConfig, PackSummary, QuarantineEntry
-from dataengine.pack._discover import discover_sources
+from dataengine.pack._counts import PackCounts
+from dataengine.pack._discover import StudySource, discover_sources
 from dataengine.pack._journal import (
     JOURNAL_NAME,
     JournalShard,
@@ -43,30 +43,36 @@ from dataengine.pack._journal import (
     run_fingerprint,
     verified_prefix,
 )
-from dataengine.pack._study import StudyResult, StudyTask, pack_study
-from dataengine.procs import exit_with_parent
+from dataengine.pack._pool import study_results
+from dataengine.pack._study import StudyResult, StudyTask
 from dataengine.progress import Progress
 from dataengine.shards import (
     MANIFEST_NAME,
     Manifest,
-    ShardEntry,
     ShardWriter,
     atomic_write_bytes,
     decode_record,
     encode_record,
 )
 
-__all__ = ["JOURNAL_NAME", "QUARANTINE_NAME", "TEST_KILL_ENV", "pack_dataset"]
+__all__ = ["JOURNAL_NAME", "QUARANTINE_NAME", "PackEvent", "pack_dataset"]
 
 _LOG = logging.getLogger(__name__)
 
 QUARANTINE_NAME = "quarantine.jsonl"
-_WINDOW_PER_WORKER = 4
-# Test hook: "sample:N" (after the N-th sample is added to a shard), "shard:N"
-# (after the N-th shard file is renamed into place, before it is journaled) or
-# "journal:N" (after the N-th shard is journaled) SIGKILLs the packing process.
-TEST_KILL_ENV = "MEDSTREAM_PACK_TEST_KILL_AT"
 _LEFTOVER_PATTERNS = ("*.tmp", "*.tmp-lock", "shard-*.lmdb", QUARANTINE_NAME)
+
+PackEvent = Callable[[str, int], None]
+"""``on_event(event, n)`` of ``pack_dataset``, called in the packing process:
+``("sample", n)`` after the n-th sample of the dataset is added to the shard
+being written, ``("shard", n)`` after the n-th shard file is renamed into
+place (not yet journaled), ``("journal", n)`` after the n-th shard is
+journaled. ``n`` counts from the dataset's start, shards kept by a resumed
+run included."""
+
+
+def _no_event(event: str, count: int) -> None:
+    return None
 
 
 def _prepare_destination(raw_dir: Path, dataset_dir: Path) -> None:
@@ -125,67 +131,60 @@ def _open_journal(
             dataset_dir,
             len(done),
             sum(e.shard.num_samples for e in done),
-            sum(len(e.studies) for e in done),
+            sum(len(e.counts.studies) for e in done),
         )
     return journal, done
 
 
-class _KillSwitch:
-    """The ``TEST_KILL_ENV`` hook (inactive unless the variable is set)."""
-
-    def __init__(self) -> None:
-        spec = os.environ.get(TEST_KILL_ENV, "")
-        self.point: tuple[str, int] | None = None
-        if spec:
-            event, _, count = spec.partition(":")
-            if event not in ("sample", "shard", "journal") or not count.isdigit():
-                raise ConfigError(
-                    TEST_KILL_ENV, f"must be 'sample:N', 'shard:N' or 'journal:N', got {spec!r}"
-                )
-            self.point = (event, int(count))
-
-    def at(self, event: str, count: int) -> None:
-        if self.point == (event, count):
-            _LOG.warning("%s=%s%d: killing this process", TEST_KILL_ENV, event + ":", count)
-            os.kill(os.getpid(), signal.SIGKILL)
+# -- plan --------------------------------------------------------------------
 
 
-class _Pending:
-    """What the shard being filled covers: the studies consumed since the last
-    shard closed, with their quarantine entries and counters."""
+@dataclass(frozen=True)
+class _Plan:
+    """What a run packs, decided before any study is: every study (sorted),
+    the shards an unfinished run left that are kept, and the journal."""
 
-    def __init__(self) -> None:
-        self.studies: list[str] = []
-        self.quarantine: list[QuarantineEntry] = []
-        self.files_decoded: Counter[str] = Counter()
-        self.redactions: Counter[str] = Counter()
-        self.deid: Counter[str] = Counter()
+    raw_dir: Path
+    dataset_dir: Path
+    name: str
+    studies: tuple[str, ...]
+    sources: dict[str, StudySource]
+    discovery_quarantine: tuple[QuarantineEntry, ...]  # bad index lines: found again on resume
+    journal: PackJournal
+    done: tuple[JournalShard, ...]
 
-    def add(self, result: StudyResult) -> None:
-        self.studies.append(result.study)
-        self.quarantine.extend(result.quarantine)
-        self.files_decoded.update(result.files_decoded)
-        if result.value is not None:
-            self.redactions.update(result.redactions)
-            self.deid.update(result.deid)
-
-    def seal(self, shard: ShardEntry) -> JournalShard:
-        entry = JournalShard(
-            shard=shard,
-            studies=tuple(self.studies),
-            quarantine=tuple(self.quarantine),
-            files_decoded=dict(self.files_decoded),
-            redactions=dict(self.redactions),
-            deid=dict(self.deid),
-        )
-        self.studies, self.quarantine = [], []
-        self.files_decoded, self.redactions, self.deid = Counter(), Counter(), Counter()
-        return entry
+    @property
+    def covered(self) -> int:
+        """Studies the kept shards cover (the first ``covered`` of ``studies``)."""
+        return sum(len(e.counts.studies) for e in self.done)
 
 
-def _results_inline(tasks: Iterator[StudyTask]) -> Iterator[StudyResult]:
-    for task in tasks:
-        yield pack_study(task)
+def _plan(raw_dir: Path, dataset_dir: Path, config: PackConfig, restart: bool) -> _Plan:
+    _prepare_destination(raw_dir, dataset_dir)
+    discovery = discover_sources(raw_dir, config.index_file)  # folders, or the index file
+    studies = tuple(s.study_id for s in discovery.sources)
+    _LOG.info(
+        "packing %d studies from %s into %s with %d workers",
+        len(studies),
+        raw_dir,
+        dataset_dir,
+        config.workers,
+    )
+    fingerprint = run_fingerprint(raw_dir, studies, config)
+    journal, done = _open_journal(dataset_dir, fingerprint, list(studies), restart)
+    return _Plan(
+        raw_dir=raw_dir,
+        dataset_dir=dataset_dir,
+        name=config.name or dataset_dir.resolve().name,
+        studies=studies,
+        sources={s.study_id: s for s in discovery.sources},
+        discovery_quarantine=tuple(discovery.quarantine),
+        journal=journal,
+        done=tuple(done),
+    )
+
+
+# -- write -------------------------------------------------------------------
 
 
 class _Ids:
@@ -206,40 +205,178 @@ class _Ids:
         return guess
 
 
-def _results_pool(tasks: Iterator[StudyTask], workers: int, window: int) -> Iterator[StudyResult]:
-    ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(
-        max_workers=workers, mp_context=ctx, initializer=exit_with_parent
-    ) as pool:
-        pending: deque[tuple[StudyTask, Future[StudyResult]]] = deque()
-        for task in tasks:
-            pending.append((task, pool.submit(pack_study, task)))
-            if len(pending) >= window:
-                yield _collect(*pending.popleft())
-        while pending:
-            yield _collect(*pending.popleft())
+class _ShardSink:
+    """The write phase's state: records go into shards of ``shard_samples``
+    in sample order; each full shard is renamed into place and journaled
+    with ``pending``, the counts of the studies consumed since the last."""
+
+    def __init__(self, plan: _Plan, shard_samples: int, on_event: PackEvent) -> None:
+        self.dataset_dir = plan.dataset_dir
+        self.journal = plan.journal
+        self.shard_samples = shard_samples
+        self.on_event = on_event
+        self.entries: list[JournalShard] = list(plan.done)
+        self.pending = PackCounts()
+        self.writer: ShardWriter | None = None
+        self.ids = _Ids(start=sum(e.shard.num_samples for e in plan.done))
+
+    def add(self, result: StudyResult) -> None:
+        """Count one finished study and write its record, if it has one,
+        under the next sample id."""
+        self.pending.add_study(result)
+        if result.value is None:
+            self.ids.failed_known += 1
+            return
+        sample_id, value = self.ids.packed, result.value
+        if result.sample_id != sample_id:
+            record = decode_record(value)
+            record.sample_id = sample_id
+            value = encode_record(record)
+            self.ids.restamped += 1
+        if self.writer is None:
+            self.writer = ShardWriter(self.dataset_dir, len(self.entries), sample_id)
+        self.writer.add(sample_id, value)
+        self.ids.packed += 1
+        self.on_event("sample", self.ids.packed)
+        if self.writer.num_samples >= self.shard_samples:
+            self.close_shard()
+
+    def close_shard(self) -> None:
+        """Rename the shard being written into place and journal it (no-op
+        when none is open)."""
+        if self.writer is None:
+            return
+        entry = JournalShard(self.writer.close(), self.pending)
+        number = len(self.entries) + 1
+        self.on_event("shard", number)
+        self.journal.append(entry)
+        self.entries.append(entry)
+        self.pending = PackCounts()
+        self.on_event("journal", number)
+        self.writer = None
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.abort()
 
 
-def _collect(task: StudyTask, future: Future[StudyResult]) -> StudyResult:
+def _write(plan: _Plan, config: PackConfig, on_event: PackEvent) -> _ShardSink:
+    """Pack every study the kept shards do not cover, in study order."""
+    sink = _ShardSink(plan, config.shard_samples, on_event)
+    todo = plan.studies[plan.covered :]
+
+    def tasks() -> Iterator[StudyTask]:
+        for study in todo:
+            yield StudyTask(
+                raw_dir=str(plan.raw_dir),
+                study=study,
+                sample_id=sink.ids.next_guess(),
+                key=config.key,
+                max_file_bytes=config.max_file_bytes,
+                policy=config.deid,
+                source=plan.sources[study],
+                report_field=config.report_json_field,
+            )
+
+    meter = Progress("pack", len(plan.studies), initial=plan.covered)
     try:
-        return future.result()
-    except BrokenProcessPool as exc:
-        raise PackError(
-            f"a pack worker died (crash or out of memory) while packing around study "
-            f"{task.study!r}: {exc}"
-        ) from exc
-    except Exception as exc:  # pack_study catches its own; this is transport
-        _LOG.error("study %s failed in its worker", task.study, exc_info=exc)
-        return StudyResult(
-            study=task.study,
-            sample_id=task.sample_id,
-            value=None,
-            quarantine=[QuarantineEntry(task.study, "internal", str(exc), type(exc).__name__)],
-        )
+        for result in study_results(tasks(), len(todo), config.workers):
+            meter.advance()
+            sink.add(result)
+        sink.close_shard()
+    except BaseException:
+        sink.abort()
+        meter.close(stopped=True)
+        raise
+    meter.close()
+    return sink
+
+
+# -- finalize ----------------------------------------------------------------
+
+
+def _deid_section(deid: dict[str, int], config: PackConfig) -> dict[str, Any]:
+    return {
+        "profile": PROFILE,
+        "key_id": config.key.key_id,
+        "insecure_demo_key": config.key.insecure,
+        "private_tags_removed": deid["private_tags_removed"],
+        "uids_remapped": deid["uids_remapped"],
+        "dicom_elements_removed": deid["dicom_elements_removed"],
+        "edf_headers_rewritten": deid["edf_headers_rewritten"],
+        **dict(sorted(deid.items())),
+        "date_mode": config.deid.date_mode,
+        "policy": config.deid.describe(),
+    }
+
+
+def _finalize(plan: _Plan, sink: _ShardSink, config: PackConfig, start: float) -> PackSummary:
+    """Write ``quarantine.jsonl`` and ``manifest.json`` from the run's total
+    counts, remove the journal and return the summary of the same counts."""
+    counts = PackCounts.total(
+        [
+            PackCounts(quarantine=list(plan.discovery_quarantine)),  # bad index lines first
+            *(e.counts for e in sink.entries),
+            sink.pending,  # studies after the last record: no shard covers them
+        ]
+    )
+    lines = "".join(json.dumps(e.to_json_dict(), sort_keys=True) + "\n" for e in counts.quarantine)
+    atomic_write_bytes(plan.dataset_dir / QUARANTINE_NAME, lines.encode("utf-8"))
+    deid = _deid_section(counts.deid, config)
+    pack_section: dict[str, Any] = {
+        "studies_seen": len(plan.studies),
+        "studies_packed": sink.ids.packed,
+        "files_decoded": dict(counts.files_decoded),
+        "quarantined": counts.quarantined(),
+        "quarantine_file": QUARANTINE_NAME,
+        "redactions": dict(sorted(counts.redactions.items())),
+        "deid": deid,
+        "shard_samples": config.shard_samples,
+    }
+    manifest = Manifest(
+        name=plan.name,
+        created_utc=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        shards=tuple(e.shard for e in sink.entries),
+        pack=pack_section,
+    )
+    atomic_write_bytes(plan.dataset_dir / MANIFEST_NAME, manifest.to_json().encode("utf-8"))
+    plan.journal.remove()  # the manifest now says everything it said
+    elapsed = time.perf_counter() - start
+    restamped = sink.ids.restamped
+    if restamped:
+        _LOG.info("re-stamped %d records after earlier studies were quarantined", restamped)
+    summary = PackSummary(
+        name=plan.name,
+        dataset_dir=str(plan.dataset_dir),
+        studies_seen=len(plan.studies),
+        studies_packed=sink.ids.packed,
+        shards=len(manifest.shards),
+        bytes=manifest.size_bytes,
+        files_decoded=dict(counts.files_decoded),
+        quarantined=counts.quarantined(),
+        redactions=dict(sorted(counts.redactions.items())),
+        deid=deid,
+        elapsed_s=elapsed,
+    )
+    _LOG.info(
+        "packed %d/%d studies into %d shards (%d bytes); %d inputs quarantined; %.2f s",
+        summary.studies_packed,
+        summary.studies_seen,
+        summary.shards,
+        summary.bytes,
+        len(counts.quarantine),
+        elapsed,
+    )
+    return summary
 
 
 def pack_dataset(
-    raw_dir: Path, dataset_dir: Path, config: PackConfig, *, restart: bool = False
+    raw_dir: Path,
+    dataset_dir: Path,
+    config: PackConfig,
+    *,
+    restart: bool = False,
+    on_event: PackEvent | None = None,
 ) -> PackSummary:
     """Pack every study folder of ``raw_dir`` into a new dataset at ``dataset_dir``.
 
@@ -254,158 +391,10 @@ def pack_dataset(
     Resumable: if ``dataset_dir`` holds the journal of an unfinished run with
     the same fingerprint, its verified shards are kept and packing goes on
     from there; a journal of other settings raises ``PackError`` unless
-    ``restart`` discards it.
+    ``restart`` discards it. ``on_event`` is called at each durable step
+    (see ``PackEvent``); an exception it raises stops the run there.
     """
     start = time.perf_counter()
-    raw_dir, dataset_dir = Path(raw_dir), Path(dataset_dir)
-    _prepare_destination(raw_dir, dataset_dir)
-    name = config.name or dataset_dir.resolve().name
-    discovery = discover_sources(raw_dir, config.index_file)  # folders, or the index file
-    sources = {s.study_id: s for s in discovery.sources}
-    studies = [s.study_id for s in discovery.sources]
-    _LOG.info(
-        "packing %d studies from %s into %s with %d workers",
-        len(studies),
-        raw_dir,
-        dataset_dir,
-        config.workers,
-    )
-    kill = _KillSwitch()
-    journal, done = _open_journal(
-        dataset_dir, run_fingerprint(raw_dir, studies, config), studies, restart
-    )
-    covered = sum(len(e.studies) for e in done)
-    ids = _Ids(start=sum(e.shard.num_samples for e in done))
-
-    def tasks() -> Iterator[StudyTask]:
-        for study in studies[covered:]:
-            yield StudyTask(
-                raw_dir=str(raw_dir),
-                study=study,
-                sample_id=ids.next_guess(),
-                key=config.key,
-                max_file_bytes=config.max_file_bytes,
-                policy=config.deid,
-                source=sources[study],
-                report_field=config.report_json_field,
-            )
-
-    if config.workers == 1:
-        results = _results_inline(tasks())
-    else:
-        results = _results_pool(tasks(), config.workers, _WINDOW_PER_WORKER * config.workers)
-
-    shards: list[ShardEntry] = [e.shard for e in done]
-    quarantine: list[QuarantineEntry] = [*discovery.quarantine]  # bad index lines first
-    quarantine += [q for e in done for q in e.quarantine]
-    files_decoded: Counter[str] = Counter({"dicom": 0, "edf": 0, "report": 0})
-    redactions: Counter[str] = Counter()
-    deid: Counter[str] = Counter()
-    for e in done:
-        files_decoded.update(e.files_decoded)
-        redactions.update(e.redactions)
-        deid.update(e.deid)
-    pending = _Pending()
-    writer: ShardWriter | None = None
-    meter = Progress("pack", len(studies), initial=covered)
-
-    def close_shard(full: ShardWriter) -> None:
-        shards.append(full.close())
-        kill.at("shard", len(shards))
-        journal.append(pending.seal(shards[-1]))
-        kill.at("journal", len(shards))
-
-    try:
-        for result in results:
-            meter.advance()
-            pending.add(result)
-            quarantine.extend(result.quarantine)
-            files_decoded.update(result.files_decoded)
-            if result.value is None:
-                ids.failed_known += 1
-                continue
-            redactions.update(result.redactions)
-            deid.update(result.deid)
-            value = result.value
-            if result.sample_id != ids.packed:
-                record = decode_record(value)
-                record.sample_id = ids.packed
-                value = encode_record(record)
-                ids.restamped += 1
-            if writer is None:
-                writer = ShardWriter(dataset_dir, len(shards), ids.packed)
-            writer.add(ids.packed, value)
-            ids.packed += 1
-            kill.at("sample", ids.packed)
-            if writer.num_samples >= config.shard_samples:
-                close_shard(writer)
-                writer = None
-        if writer is not None:
-            close_shard(writer)
-            writer = None
-    except BaseException:
-        if writer is not None:
-            writer.abort()
-        meter.close(stopped=True)
-        raise
-    meter.close()
-
-    quarantined = Counter(e.kind for e in quarantine)
-    lines = "".join(json.dumps(e.to_json_dict(), sort_keys=True) + "\n" for e in quarantine)
-    atomic_write_bytes(dataset_dir / QUARANTINE_NAME, lines.encode("utf-8"))
-    deid_section: dict[str, Any] = {
-        "profile": PROFILE,
-        "key_id": config.key.key_id,
-        "insecure_demo_key": config.key.insecure,
-        "private_tags_removed": deid["private_tags_removed"],
-        "uids_remapped": deid["uids_remapped"],
-        "dicom_elements_removed": deid["dicom_elements_removed"],
-        "edf_headers_rewritten": deid["edf_headers_rewritten"],
-        **dict(sorted(deid.items())),
-        "date_mode": config.deid.date_mode,
-        "policy": config.deid.describe(),
-    }
-    pack_section: dict[str, Any] = {
-        "studies_seen": len(studies),
-        "studies_packed": ids.packed,
-        "files_decoded": dict(files_decoded),
-        "quarantined": dict(sorted(quarantined.items())),
-        "quarantine_file": QUARANTINE_NAME,
-        "redactions": dict(sorted(redactions.items())),
-        "deid": deid_section,
-        "shard_samples": config.shard_samples,
-    }
-    manifest = Manifest(
-        name=name,
-        created_utc=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        shards=tuple(shards),
-        pack=pack_section,
-    )
-    atomic_write_bytes(dataset_dir / MANIFEST_NAME, manifest.to_json().encode("utf-8"))
-    journal.remove()  # the manifest now says everything it said
-    elapsed = time.perf_counter() - start
-    if ids.restamped:
-        _LOG.info("re-stamped %d records after earlier studies were quarantined", ids.restamped)
-    summary = PackSummary(
-        name=name,
-        dataset_dir=str(dataset_dir),
-        studies_seen=len(studies),
-        studies_packed=ids.packed,
-        shards=len(shards),
-        bytes=manifest.size_bytes,
-        files_decoded=dict(files_decoded),
-        quarantined=dict(sorted(quarantined.items())),
-        redactions=dict(sorted(redactions.items())),
-        deid=deid_section,
-        elapsed_s=elapsed,
-    )
-    _LOG.info(
-        "packed %d/%d studies into %d shards (%d bytes); %d inputs quarantined; %.2f s",
-        summary.studies_packed,
-        summary.studies_seen,
-        summary.shards,
-        summary.bytes,
-        len(quarantine),
-        elapsed,
-    )
-    return summary
+    plan = _plan(Path(raw_dir), Path(dataset_dir), config, restart)
+    sink = _write(plan, config, on_event or _no_event)
+    return _finalize(plan, sink, config, start)

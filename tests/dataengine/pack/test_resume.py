@@ -1,9 +1,10 @@
-"""Crash-safe, resumable packing: ``dataengine pack`` killed with SIGKILL at
-chosen points (the ``MEDSTREAM_PACK_TEST_KILL_AT`` hook, in a real
-subprocess) and run again finishes the dataset exactly as an uninterrupted
-run writes it: the same records per sample id, byte for byte, the same
-shards (same boundaries and SHA-256), the same quarantine file and counters,
-and nothing left over."""
+"""Crash-safe, resumable packing: a pack run killed with SIGKILL at chosen
+points (``pack_dataset``'s ``on_event`` hook, in a real subprocess:
+``tests/dataengine/hooked_run.py``) and finished by ``dataengine pack`` with
+the same settings gives the dataset exactly as an uninterrupted run writes
+it: the same records per sample id, byte for byte, the same shards (same
+boundaries and SHA-256), the same quarantine file and counters, and nothing
+left over."""
 
 from __future__ import annotations
 
@@ -21,7 +22,8 @@ import pytest
 
 from dataengine.deid import DeidKey
 from dataengine.errors import PackError
-from dataengine.pack import JOURNAL_NAME, QUARANTINE_NAME, TEST_KILL_ENV, PackConfig, pack_dataset
+from dataengine.pack import JOURNAL_NAME, QUARANTINE_NAME, PackConfig, pack_dataset
+from dataengine.pack._counts import PackCounts
 from dataengine.shards import Manifest, ShardReader, decompress_value
 from dataengine.synth import generate_corpus
 
@@ -63,24 +65,18 @@ def reference(raw: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _pack_cli(
-    raw: Path, out: Path, key_file: Path, *extra: str, kill_at: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    """``python -m dataengine.cli pack`` in its own session; returns when it and
-    its worker processes are gone (workers hold its stderr open, so a worker
-    that outlives a killed packer fails the test)."""
-    env = {k: v for k, v in os.environ.items() if k != TEST_KILL_ENV}
-    if kill_at is not None:
-        env[TEST_KILL_ENV] = kill_at
-    argv = [sys.executable, "-m", "dataengine.cli", "pack", str(raw), str(out)]
-    argv += ["--key-file", str(key_file), "--workers", "2", "--name", NAME]
-    argv += ["--shard-samples", str(SHARD_SAMPLES), *extra]
+HOOKED_RUN = Path(__file__).parents[1] / "hooked_run.py"
+
+
+def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run ``argv`` in its own session; return when it and its worker
+    processes are gone (workers hold its stderr open, so a worker that
+    outlives a killed packer fails the test)."""
     proc = subprocess.Popen(
         argv,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env=env,
         start_new_session=True,
     )
     try:
@@ -93,6 +89,27 @@ def _pack_cli(
         with contextlib.suppress(ProcessLookupError):  # whatever of it is left (nothing should be)
             os.killpg(proc.pid, signal.SIGKILL)
     return subprocess.CompletedProcess(argv, proc.returncode, stdout, stderr)
+
+
+def _pack_args(raw: Path, out: Path, key_file: Path) -> list[str]:
+    return [str(raw), str(out), "--key-file", str(key_file), "--workers", "2", "--name", NAME]
+
+
+def _pack_cli(
+    raw: Path, out: Path, key_file: Path, *extra: str
+) -> subprocess.CompletedProcess[str]:
+    """``python -m dataengine.cli pack`` with the test's settings (``extra`` added)."""
+    argv = [sys.executable, "-m", "dataengine.cli", "pack", *_pack_args(raw, out, key_file)]
+    return _run([*argv, "--shard-samples", str(SHARD_SAMPLES), *extra])
+
+
+def _pack_killed(
+    raw: Path, out: Path, key_file: Path, kill_at: str
+) -> subprocess.CompletedProcess[str]:
+    """``pack_dataset`` with the settings of ``_pack_cli``, SIGKILLed by its
+    ``on_event`` hook at ``kill_at`` (``sample:N``, ``shard:N``, ``journal:N``)."""
+    argv = [sys.executable, str(HOOKED_RUN), "--kill-at", kill_at, "pack"]
+    return _run([*argv, *_pack_args(raw, out, key_file), "--shard-samples", str(SHARD_SAMPLES)])
 
 
 def _journal_shards(out: Path) -> list[dict[str, Any]]:
@@ -136,7 +153,7 @@ def test_killed_after_two_shards_resumes_to_the_uninterrupted_dataset(
     raw: Path, key_file: Path, reference: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "ds"
-    killed = _pack_cli(raw, out, key_file, kill_at="journal:2")
+    killed = _pack_killed(raw, out, key_file, "journal:2")
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert not (out / "manifest.json").exists()
     journaled = _journal_shards(out)
@@ -158,7 +175,7 @@ def test_killed_inside_the_first_shard_starts_over_cleanly(
     raw: Path, key_file: Path, reference: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "ds"
-    killed = _pack_cli(raw, out, key_file, kill_at="sample:1")
+    killed = _pack_killed(raw, out, key_file, "sample:1")
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     assert (out / "shard-00000.lmdb.tmp").is_file()  # the half-built shard
     assert not (out / "shard-00000.lmdb").exists()
@@ -170,10 +187,10 @@ def test_killed_inside_the_first_shard_starts_over_cleanly(
 
 def test_two_kills_then_resume(raw: Path, key_file: Path, reference: Path, tmp_path: Path) -> None:
     out = tmp_path / "ds"
-    first = _pack_cli(raw, out, key_file, kill_at="journal:1")
+    first = _pack_killed(raw, out, key_file, "journal:1")
     assert first.returncode == -signal.SIGKILL, first.stderr
     # Second run: shard 3 is renamed into place but dies before it is journaled.
-    second = _pack_cli(raw, out, key_file, kill_at="shard:4")
+    second = _pack_killed(raw, out, key_file, "shard:4")
     assert second.returncode == -signal.SIGKILL, second.stderr
     assert len(_journal_shards(out)) == 3
     assert (out / "shard-00003.lmdb").is_file()  # complete, but not journaled
@@ -188,7 +205,7 @@ def test_other_settings_are_refused_until_restart(
     raw: Path, key_file: Path, reference: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "ds"
-    assert _pack_cli(raw, out, key_file, kill_at="journal:2").returncode == -signal.SIGKILL
+    assert _pack_killed(raw, out, key_file, "journal:2").returncode == -signal.SIGKILL
     before = sorted((p.name, p.read_bytes()) for p in out.iterdir())
     other = _pack_cli(raw, out, key_file, "--shard-samples", "3")
     assert other.returncode == 2
@@ -221,7 +238,7 @@ def test_corrupt_journaled_shard_and_torn_line_are_packed_again(
     for shard in manifest.shards[:4]:
         covered = studies[first : first + 2 + (1 if shard.shard_id == 2 else 0)]
         first += len(covered)
-        journal.append(JournalShard(shard, tuple(covered), (), {}, {}, {}))
+        journal.append(JournalShard(shard, PackCounts(studies=list(covered))))
     with open(out / JOURNAL_NAME, "ab") as f:
         f.write(b'{"shard": {"shard_id": 4, "fi')
     data = bytearray((out / "shard-00002.lmdb").read_bytes())
@@ -254,3 +271,38 @@ def test_fingerprint_mismatch_from_the_api_names_the_field(
         pack_dataset(raw, out, config)
     summary = pack_dataset(raw, out, config, restart=True)
     assert summary.studies_packed == STUDIES - 2
+
+
+class _StopHere(Exception):
+    pass
+
+
+def test_on_event_reports_each_durable_step_counted_from_the_dataset_start(
+    raw: Path, reference: Path, tmp_path: Path
+) -> None:
+    """The hook sees every sample, shard rename and journal line in order;
+    one that raises stops the run there, and the resumed run's counts go on
+    from the kept shards."""
+    out = tmp_path / "ds"
+    config = PackConfig(key=KEY, workers=1, shard_samples=SHARD_SAMPLES, name=NAME)
+    events: list[tuple[str, int]] = []
+
+    def stop_after_two_shards(event: str, count: int) -> None:
+        events.append((event, count))
+        if (event, count) == ("journal", 2):
+            raise _StopHere
+
+    with pytest.raises(_StopHere):
+        pack_dataset(raw, out, config, on_event=stop_after_two_shards)
+    samples = STUDIES - len(NO_RECORD)
+    expected: list[tuple[str, int]] = []
+    for n in range(1, samples + 1):
+        expected.append(("sample", n))
+        if n % SHARD_SAMPLES == 0:
+            expected += [("shard", n // SHARD_SAMPLES), ("journal", n // SHARD_SAMPLES)]
+    assert events == expected[: expected.index(("journal", 2)) + 1]
+    assert len(_journal_shards(out)) == 2
+    resumed: list[tuple[str, int]] = []
+    pack_dataset(raw, out, config, on_event=lambda event, count: resumed.append((event, count)))
+    assert resumed == expected[len(events) :]
+    _assert_same_dataset(out, reference)
