@@ -25,9 +25,6 @@ from dataengine.errors import PackError
 from dataengine.pack import JOURNAL_NAME, QUARANTINE_NAME, PackConfig, pack_dataset
 from dataengine.pack._counts import PackCounts
 from dataengine.shards import Manifest, ShardReader, decompress_value
-from dataengine.synth import generate_corpus
-
-pytestmark = pytest.mark.slow
 
 KEY_BYTES = b"medstream-resume-test-key-0123456789"
 KEY = DeidKey(KEY_BYTES)
@@ -39,15 +36,20 @@ SHARD_SAMPLES = 2
 NO_RECORD = ("study_0005", "study_0015")
 
 
-@pytest.fixture(scope="module")
-def raw(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("raw")
-    generate_corpus(root, studies=STUDIES, seed=5, slices=2, rows=32, cols=32, ecg_seconds=2)
+def _damage(root: Path) -> None:
+    """No file of the ``NO_RECORD`` studies decodes; study 2's report is not UTF-8."""
     for study in NO_RECORD:
         for path in (root / study).iterdir():
             path.write_bytes(b"\x80\x81 not a medical file " * 10)
     (root / "study_0002" / "report.txt").write_bytes(b"caf\xe9 \xff broken report")
-    return root
+
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.corpus(
+        studies=STUDIES, seed=5, slices=2, rows=32, cols=32, ecg_seconds=2, edit=_damage
+    ),
+]
 
 
 @pytest.fixture(scope="module")
