@@ -12,15 +12,14 @@ from dataengine.prepared._manifest import (
     source_fingerprint,
     view_dir,
 )
-from dataengine.prepared._prepare import TEST_KILL_ENV, TEST_PAUSE_ENV, prepare_dataset
+from dataengine.prepared._prepare import PrepareEvent, prepare_dataset
 
 __all__ = [
     "PREPARED_DIR",
-    "TEST_KILL_ENV",
-    "TEST_PAUSE_ENV",
     "FailedSample",
     "PrepareConfig",
     "PrepareError",
+    "PrepareEvent",
     "PrepareSummary",
     "PreparedManifest",
     "StaleViewError",

@@ -15,7 +15,8 @@ Crash safety and parts: see ``_journal.py``. Every shard is synced and
 renamed into place, then journaled; running the same command again keeps
 the journaled shards that verify and prepares the rest, and the finished
 view is byte-identical to an uninterrupted run's (values are
-deterministic). ``TEST_KILL_ENV`` and ``TEST_PAUSE_ENV`` are test hooks.
+deterministic). ``on_event`` lets a caller (a test) act at each of those
+points, e.g. kill the process there or pause it.
 """
 
 from __future__ import annotations
@@ -25,15 +26,14 @@ import datetime as dt
 import logging
 import os
 import resource
-import signal
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import lmdb
 
-from dataengine.errors import ConfigError, DataEngineError
+from dataengine.errors import DataEngineError
 from dataengine.pipeline.spec import PipelineSpec
 from dataengine.prepared._config import PrepareConfig, PrepareError, PrepareSummary
 from dataengine.prepared._journal import (
@@ -54,48 +54,24 @@ from dataengine.prepared._worker import StudyResult, StudyTask, results_inline, 
 from dataengine.progress import Progress
 from dataengine.shards import MANIFEST_NAME, Manifest, ShardEntry, ShardWriter, atomic_write_bytes
 
-__all__ = ["TEST_KILL_ENV", "TEST_PAUSE_ENV", "prepare_dataset"]
+__all__ = ["PrepareEvent", "prepare_dataset"]
 
 _LOG = logging.getLogger(__name__)
 
 _WINDOW_PER_WORKER = 4
-# Test hooks: "sample:N" (after the N-th value is added to a shard), "shard:N"
-# (after the N-th shard of this run is renamed into place, before it is
-# journaled) or "journal:N" (after it is journaled) SIGKILLs the process;
-# a number of seconds in TEST_PAUSE_ENV is slept after each journaled shard,
-# so a test can kill the run from outside while it is mid-way.
-TEST_KILL_ENV = "MEDSTREAM_PREPARE_TEST_KILL_AT"
-TEST_PAUSE_ENV = "MEDSTREAM_PREPARE_TEST_PAUSE_S"
+
+PrepareEvent = Callable[[str, int], None]
+"""``on_event(event, n)`` of ``prepare_dataset``, called in the preparing
+process: ``("sample", n)`` after the n-th value of this run is added to a
+shard, ``("shard", n)`` after the n-th shard of this run is renamed into
+place (not yet journaled), ``("journal", n)`` after it is journaled."""
+
+
+def _no_event(event: str, count: int) -> None:
+    return None
 
 
 # -- the parent side ---------------------------------------------------------
-
-
-class _KillSwitch:
-    """The ``TEST_KILL_ENV`` / ``TEST_PAUSE_ENV`` hooks (inactive unless set)."""
-
-    def __init__(self) -> None:
-        spec = os.environ.get(TEST_KILL_ENV, "")
-        self.point: tuple[str, int] | None = None
-        if spec:
-            event, _, count = spec.partition(":")
-            if event not in ("sample", "shard", "journal") or not count.isdigit():
-                raise ConfigError(
-                    TEST_KILL_ENV, f"must be 'sample:N', 'shard:N' or 'journal:N', got {spec!r}"
-                )
-            self.point = (event, int(count))
-        pause = os.environ.get(TEST_PAUSE_ENV, "")
-        try:
-            self.pause_s = float(pause) if pause else 0.0
-        except ValueError:
-            raise ConfigError(TEST_PAUSE_ENV, f"must be seconds, got {pause!r}") from None
-
-    def at(self, event: str, count: int) -> None:
-        if self.point == (event, count):
-            _LOG.warning("%s=%s:%d: killing this process", TEST_KILL_ENV, event, count)
-            os.kill(os.getpid(), signal.SIGKILL)
-        if event == "journal" and self.pause_s:
-            time.sleep(self.pause_s)
 
 
 def _tree_cpu_s() -> float:
@@ -128,7 +104,12 @@ class _Run:
     """The state of one ``prepare_dataset`` call."""
 
     def __init__(
-        self, dataset_dir: Path, spec: PipelineSpec, config: PrepareConfig, restart: bool
+        self,
+        dataset_dir: Path,
+        spec: PipelineSpec,
+        config: PrepareConfig,
+        restart: bool,
+        on_event: PrepareEvent = _no_event,
     ) -> None:
         self.start = time.perf_counter()
         self.cpu0 = _tree_cpu_s()
@@ -136,6 +117,7 @@ class _Run:
         self.spec = spec
         self.config = config
         self.restart = restart
+        self.on_event = on_event
         self.source = Manifest.load(dataset_dir)
         self.key = spec.prefix_key()
         self.view = view_dir(dataset_dir, self.key)
@@ -277,7 +259,6 @@ class _Run:
         todo = self.todo()
         total = sum(s.num_samples for s in self.source.shards if self._owned(s.shard_id))
         done = sum(e.shard.num_samples for e in self.kept.values())
-        kill = _KillSwitch()
         spec = self.spec
 
         def tasks() -> Iterator[StudyTask]:
@@ -306,8 +287,8 @@ class _Run:
         try:
             with meter:
                 for number, s in enumerate(todo, start=1):
-                    entry = self._write_shard(s, results, meter, kill)
-                    kill.at("shard", number)
+                    entry = self._write_shard(s, results, meter)
+                    self.on_event("shard", number)
                     try:
                         self.journals[s.shard_id % self.layout].append(entry)
                     except OSError as exc:
@@ -317,7 +298,7 @@ class _Run:
                             "the same command to resume"
                         ) from exc
                     self.kept[s.shard_id] = entry
-                    kill.at("journal", number)
+                    self.on_event("journal", number)
         finally:
             close = getattr(results, "close", None)
             if close is not None:
@@ -328,7 +309,6 @@ class _Run:
         s: ShardEntry,
         results: Iterator[StudyResult],
         meter: Progress,
-        kill: _KillSwitch,
     ) -> JournalShard:
         failed: list[FailedSample] = []
         cpu = 0.0
@@ -345,7 +325,7 @@ class _Run:
                 cpu += result.cpu_s
                 self.prepared_now += 1
                 meter.advance()
-                kill.at("sample", self.prepared_now)
+                self.on_event("sample", self.prepared_now)
             entry = writer.close()
         except (OSError, lmdb.Error) as exc:
             if writer is not None:
@@ -476,6 +456,7 @@ def prepare_dataset(
     *,
     restart: bool = False,
     progress: bool = True,
+    on_event: PrepareEvent | None = None,
 ) -> PrepareSummary:
     """Prepare the view of the packed dataset at ``dataset_dir`` for the
     prefix of ``spec``: ``DATASET_DIR/prepared/<spec.prefix_key()>/``.
@@ -489,10 +470,12 @@ def prepare_dataset(
     ``restart`` discards them. A write that fails (disk full) raises
     ``PrepareError`` naming the shard and path, after removing its
     temporary file. ``progress`` shows studies done, rate and ETA on stderr
-    (a log line every 10 s when stderr is not a terminal).
+    (a log line every 10 s when stderr is not a terminal). ``on_event`` is
+    called at each durable step (see ``PrepareEvent``); an exception it
+    raises stops the run there.
     """
     config = config or PrepareConfig()
-    run = _Run(Path(dataset_dir), spec, config, restart)
+    run = _Run(Path(dataset_dir), spec, config, restart, on_event or _no_event)
     if (run.view / MANIFEST_NAME).exists() and not restart:
         try:
             view = check_view(run.view, run.source)

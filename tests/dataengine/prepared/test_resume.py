@@ -1,7 +1,8 @@
-"""Crash-safe preparation: a real ``python -m dataengine prepare`` killed
-with SIGKILL mid-run (from outside, or by the test hook at a chosen point)
-and run again finishes byte-identical to an uninterrupted run, with nothing
-left over and no worker outliving its killed parent."""
+"""Crash-safe preparation: a real prepare run killed with SIGKILL mid-run
+(from outside, or by ``prepare_dataset``'s ``on_event`` hook at a chosen
+point, in a subprocess: ``tests/dataengine/hooked_run.py``) and finished by
+``python -m dataengine prepare`` is byte-identical to an uninterrupted run,
+with nothing left over and no worker outliving its killed parent."""
 
 from __future__ import annotations
 
@@ -16,28 +17,38 @@ from pathlib import Path
 
 import pytest
 
-from dataengine.prepared import TEST_KILL_ENV, TEST_PAUSE_ENV
+from dataengine.prepared import PrepareConfig, prepare_dataset
 from dataengine.shards import MANIFEST_NAME
 
-from .conftest import SPEC, assert_same_view
+from .conftest import SHARD_SAMPLES, SPEC, STUDIES, assert_same_view
 
 pytestmark = pytest.mark.slow
 
 FLAGS = ["--image-slices", "4", "--image-resize", "16", "--wave-rate-hz", "50"]
 JOURNAL = "prepare-journal.jsonl"
+HOOKED_RUN = Path(__file__).parents[1] / "hooked_run.py"
 
 
-def _start(dataset: Path, *extra: str, env: dict[str, str] | None = None) -> subprocess.Popen:
-    argv = [sys.executable, "-m", "dataengine", "prepare", str(dataset), *FLAGS, *extra]
-    clean = {k: v for k, v in os.environ.items() if k not in (TEST_KILL_ENV, TEST_PAUSE_ENV)}
+def _popen(argv: list[str]) -> subprocess.Popen:
     return subprocess.Popen(
         argv,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        env={**clean, **(env or {})},
         start_new_session=True,
     )
+
+
+def _start(dataset: Path, *extra: str) -> subprocess.Popen:
+    """``python -m dataengine prepare`` of ``SPEC`` (``FLAGS``)."""
+    return _popen([sys.executable, "-m", "dataengine", "prepare", str(dataset), *FLAGS, *extra])
+
+
+def _start_hooked(dataset: Path, workers: int, *hook: str) -> subprocess.Popen:
+    """``prepare_dataset`` of ``SPEC`` with the ``on_event`` hook of
+    ``hooked_run.py`` (``--kill-at EVENT:N``, ``--pause-s S``)."""
+    argv = [sys.executable, str(HOOKED_RUN), *hook, "prepare", str(dataset)]
+    return _popen([*argv, "--pipeline", json.dumps(SPEC.to_dict()), "--workers", str(workers)])
 
 
 def _finish(proc: subprocess.Popen) -> tuple[int, str, str]:
@@ -64,7 +75,7 @@ def _journal_lines(view: Path) -> list[dict]:
 
 def test_killed_from_outside_then_rerun_is_byte_identical(dataset: Path, reference: Path) -> None:
     view = dataset / "prepared" / SPEC.prefix_key()
-    proc = _start(dataset, "--workers", "2", env={TEST_PAUSE_ENV: "0.5"})
+    proc = _start_hooked(dataset, 2, "--pause-s", "0.5")
     deadline = time.monotonic() + 90
     while not _journal_lines(view):
         assert proc.poll() is None, proc.communicate()[1]
@@ -91,7 +102,7 @@ def test_killed_between_rename_and_journal_or_mid_shard(
     """``shard:2``: the second shard file is in place but not journaled (a
     leftover to delete); ``sample:3``: a temporary file is half written."""
     view = dataset / "prepared" / SPEC.prefix_key()
-    code, _, stderr = _finish(_start(dataset, "--workers", "1", env={TEST_KILL_ENV: kill_at}))
+    code, _, stderr = _finish(_start_hooked(dataset, 1, "--kill-at", kill_at))
     assert code == -signal.SIGKILL, stderr
     leftovers = sorted(p.name for p in view.iterdir())
     if kill_at == "shard:2":
@@ -102,3 +113,40 @@ def test_killed_between_rename_and_journal_or_mid_shard(
     assert code == 0, stderr
     assert "left by an earlier, unfinished prepare run" in stderr
     assert_same_view(view, reference)
+
+
+class _StopHere(Exception):
+    pass
+
+
+def test_on_event_reports_each_durable_step_of_the_run(dataset: Path, reference: Path) -> None:
+    """In-process: the hook sees every value, shard rename and journal line
+    of the run in order; one that raises stops the run there, and the rerun
+    counts its own steps and finishes the same view."""
+    events: list[tuple[str, int]] = []
+
+    def stop_after_one_shard(event: str, count: int) -> None:
+        events.append((event, count))
+        if (event, count) == ("journal", 1):
+            raise _StopHere
+
+    config = PrepareConfig(workers=1)
+    with pytest.raises(_StopHere):
+        prepare_dataset(dataset, SPEC, config, progress=False, on_event=stop_after_one_shard)
+    assert events == [("sample", 1), ("sample", 2), ("shard", 1), ("journal", 1)]
+    resumed: list[tuple[str, int]] = []
+    summary = prepare_dataset(
+        dataset, SPEC, config, progress=False, on_event=lambda e, n: resumed.append((e, n))
+    )
+    assert summary.prepared_now == STUDIES - SHARD_SAMPLES
+    assert resumed == [
+        ("sample", 1),
+        ("sample", 2),
+        ("shard", 1),
+        ("journal", 1),
+        ("sample", 3),
+        ("sample", 4),
+        ("shard", 2),
+        ("journal", 2),
+    ]
+    assert_same_view(Path(summary.view_dir), reference)
