@@ -13,7 +13,7 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,18 +32,27 @@ __all__ = ["main"]
 _LOG = logging.getLogger("dataengine")
 
 
-def _bytes_arg(text: str) -> int:
-    """``1073741824``, ``512M``, ``4G``, ``1.5GiB`` -> bytes."""
-    units = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-    t = text.strip().upper().removesuffix("IB").removesuffix("B")
-    suffix = t[-1] if t and t[-1] in units else ""
-    try:
-        value = float(t[: len(t) - len(suffix)]) * units[suffix]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a byte size: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"byte size must be >= 0: {text!r}")
-    return int(value)
+class _Parser(argparse.ArgumentParser):
+    """A subcommand's parser whose flags may be added on first use
+    (``populate``): flags generated from a config class import its package,
+    which other subcommands should not pay for at start-up."""
+
+    populate: Callable[[argparse.ArgumentParser], None] | None = None
+
+    def _populated(self) -> None:
+        if self.populate is not None:
+            populate, self.populate = self.populate, None
+            populate(self)
+
+    def parse_known_args(  # type: ignore[override]
+        self, args: Sequence[str] | None = None, namespace: argparse.Namespace | None = None
+    ) -> tuple[argparse.Namespace, list[str]]:
+        self._populated()
+        return super().parse_known_args(args, namespace)
+
+    def format_help(self) -> str:
+        self._populated()
+        return super().format_help()
 
 
 # -- synth -------------------------------------------------------------------
@@ -66,27 +75,22 @@ def _cmd_synth(args: argparse.Namespace) -> int:
 
 
 def _cmd_pack(args: argparse.Namespace) -> int:
+    from dataengine.configs import flag_values
     from dataengine.deid.keys import load_key
     from dataengine.deid.policy import DeidPolicy
     from dataengine.pack import PackConfig, pack_dataset
 
     key = load_key(args.key_file, insecure_demo=args.insecure_demo_key)
-    optional = {
-        "workers": args.workers,
-        "name": args.name,
-        "index_file": args.index,
-        "report_json_field": args.report_json_field,
+    deid = {
+        "date_mode": args.date_mode,
+        "max_date_shift_days": args.max_date_shift_days,
+        "keep_private": None if args.keep_private_tag is None else tuple(args.keep_private_tag),
+        "allow_burned_in": args.allow_burned_in or None,
     }
     config = PackConfig(
-        shard_samples=args.shard_samples,
         key=key,
-        deid=DeidPolicy(
-            date_mode=args.date_mode,
-            max_date_shift_days=args.max_date_shift_days,
-            keep_private=tuple(args.keep_private_tag),
-            allow_burned_in=args.allow_burned_in,
-        ),
-        **{k: v for k, v in optional.items() if v is not None},
+        deid=DeidPolicy(**{k: v for k, v in deid.items() if v is not None}),
+        **flag_values(PackConfig, args),
     )
     summary = pack_dataset(Path(args.raw_dir), Path(args.dataset_dir), config, restart=args.restart)
     print(summary.format())
@@ -111,20 +115,12 @@ def _pipeline_arg(args: argparse.Namespace) -> PipelineSpec:
     return dataclasses.replace(spec, **given) if given else spec
 
 
-def _part_arg(text: str) -> tuple[int, int]:
-    """``I/N`` -> ``(I, N)`` (the range is checked by ``PrepareConfig``)."""
-    index, sep, count = text.partition("/")
-    if not (sep and index.isdigit() and count.isdigit()):
-        raise argparse.ArgumentTypeError(f"must be I/N, e.g. 0/8, got {text!r}")
-    return int(index), int(count)
-
-
 def _cmd_prepare(args: argparse.Namespace) -> int:
+    from dataengine.configs import flag_values
     from dataengine.prepared import PrepareConfig, prepare_dataset
 
     spec = _pipeline_arg(args)
-    optional = {"workers": args.workers, "part": args.part}
-    config = PrepareConfig(**{k: v for k, v in optional.items() if v is not None})
+    config = PrepareConfig(**flag_values(PrepareConfig, args))
     summary = prepare_dataset(Path(args.dataset_dir), spec, config, restart=args.restart)
     print(summary.format())
     print(f"view: {summary.view_dir}")
@@ -135,24 +131,13 @@ def _cmd_prepare(args: argparse.Namespace) -> int:
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
+    from dataengine.configs import flag_values
     from dataengine.server import ServerConfig, create_server
     from dataengine.server.launch import ready_line
 
     config = ServerConfig(
         datasets=tuple(Path(d) for d in args.dataset_dirs),
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        ram_cache_bytes=args.ram_cache,
-        cache_dir=Path(args.cache_dir) if args.cache_dir else None,
-        disk_cache_bytes=args.disk_cache,
-        decode_cache_bytes=args.decode_cache,
-        fill_threads=args.fill_threads,
-        stream_window=args.stream_window,
-        decode_ahead=args.decode_ahead,
-        metrics_port=args.metrics_port,
-        grace_seconds=args.grace,
-        tokenizer_dir=Path(args.tokenizer_dir) if args.tokenizer_dir else None,
+        **flag_values(ServerConfig, args),
     )
     engine = create_server(config)
     stop = threading.Event()
@@ -290,45 +275,20 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-# -- main --------------------------------------------------------------------
+# -- parsers -----------------------------------------------------------------
+# The flags of pack, prepare and serve come from their config classes
+# (``dataengine.configs.add_flags``): each default and help text lives on the
+# config field. Flags with no config field of their own are written here.
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="dataengine", description=__doc__)
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True)
+def _pack_flags(p: argparse.ArgumentParser) -> None:
+    from dataengine.configs import add_flags
+    from dataengine.deid.policy import DATE_MODES, DeidPolicy
+    from dataengine.pack import PackConfig
 
-    p = sub.add_parser("synth", help="generate a synthetic raw hospital export")
-    p.add_argument("raw_dir")
-    p.add_argument("--studies", type=int, required=True, help="number of studies")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--transfer-syntaxes",
-        default="explicit",
-        metavar="NAMES",
-        help="CT transfer syntaxes by study, cycled: comma list of explicit, rle, jpeg2000",
-    )
-    p.set_defaults(func=_cmd_synth)
-
-    p = sub.add_parser("pack", help="join, de-identify and pack raw studies into shards")
     p.add_argument("raw_dir")
     p.add_argument("dataset_dir")
-    p.add_argument("--shard-samples", type=int, default=64, help="studies per shard")
-    p.add_argument("--workers", type=int, default=None, help="processes (default: cores)")
-    p.add_argument("--name", default=None, help="dataset name (default: directory name)")
-    p.add_argument(
-        "--index",
-        type=Path,
-        default=None,
-        metavar="FILE",
-        help="CSV/JSONL index linking files to studies (default: one folder per study)",
-    )
-    p.add_argument(
-        "--report-json-field",
-        default=None,
-        metavar="NAME",
-        help="JSON field / XML element holding report text, dotted path (default: report)",
-    )
+    add_flags(p, PackConfig)
     p.add_argument(
         "--key-file", type=Path, default=None, help="de-id key file (else $MEDSTREAM_DEID_KEY)"
     )
@@ -342,17 +302,24 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="discard an unfinished run in DATASET_DIR instead of resuming it",
     )
+    # DeidPolicy's settings (their defaults are DeidPolicy's).
     p.add_argument(
         "--date-mode",
-        choices=("shift", "remove"),
-        default="shift",
-        help="shift every date of a patient back by one keyed offset, or remove dates",
+        choices=DATE_MODES,
+        default=None,
+        help="shift every date of a patient back by one keyed offset, or remove dates "
+        f"(default: {DeidPolicy.date_mode})",
     )
-    p.add_argument("--max-date-shift-days", type=int, default=365, help="largest shift, days")
+    p.add_argument(
+        "--max-date-shift-days",
+        type=int,
+        default=None,
+        help=f"largest shift, days (default: {DeidPolicy.max_date_shift_days})",
+    )
     p.add_argument(
         "--keep-private-tag",
         action="append",
-        default=[],
+        default=None,
         metavar="GGGG,CREATOR,EE",
         help="keep this private element (repeatable), e.g. 0019,GEMS_ACQU_01,10",
     )
@@ -361,12 +328,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="pack images marked BurnedInAnnotation=YES instead of quarantining them",
     )
-    p.set_defaults(func=_cmd_pack)
 
-    p = sub.add_parser(
-        "prepare",
-        help="decode every study once for a job's prefix into DATASET_DIR/prepared/<key>/",
-    )
+
+def _prepare_flags(p: argparse.ArgumentParser) -> None:
+    from dataengine.configs import add_flags
+    from dataengine.prepared import PrepareConfig
+
     p.add_argument("dataset_dir", metavar="DATASET_DIR")
     p.add_argument(
         "--pipeline",
@@ -384,61 +351,55 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="decode DICOM through its VOI LUT / window to [0, 1] instead of HU",
     )
-    p.add_argument("--workers", type=int, default=None, help="processes (default: cores)")
-    p.add_argument(
-        "--part",
-        type=_part_arg,
-        default=None,
-        metavar="I/N",
-        help="prepare only shards whose id %% N == I (one machine of N); the last part to "
-        "finish writes the manifest",
-    )
+    add_flags(p, PrepareConfig)
     p.add_argument(
         "--restart",
         action="store_true",
         help="discard an unfinished (or unservable) view instead of resuming it",
     )
+
+
+def _serve_flags(p: argparse.ArgumentParser) -> None:
+    from dataengine.configs import add_flags
+    from dataengine.server import ServerConfig
+
+    p.add_argument("dataset_dirs", nargs="+", metavar="DATASET_DIR")
+    add_flags(p, ServerConfig)
+
+
+# -- main --------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="dataengine", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("synth", help="generate a synthetic raw hospital export")
+    p.add_argument("raw_dir")
+    p.add_argument("--studies", type=int, required=True, help="number of studies")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--transfer-syntaxes",
+        default="explicit",
+        metavar="NAMES",
+        help="CT transfer syntaxes by study, cycled: comma list of explicit, rle, jpeg2000",
+    )
+    p.set_defaults(func=_cmd_synth)
+
+    p = sub.add_parser("pack", help="join, de-identify and pack raw studies into shards")
+    p.populate = _pack_flags
+    p.set_defaults(func=_cmd_pack)
+
+    p = sub.add_parser(
+        "prepare",
+        help="decode every study once for a job's prefix into DATASET_DIR/prepared/<key>/",
+    )
+    p.populate = _prepare_flags
     p.set_defaults(func=_cmd_prepare)
 
     p = sub.add_parser("serve", help="serve packed datasets over gRPC")
-    p.add_argument("dataset_dirs", nargs="+", metavar="DATASET_DIR")
-    p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=50051, help="0 picks a free port")
-    p.add_argument("--workers", type=int, default=0, help="decode processes (0 = cores)")
-    p.add_argument("--ram-cache", type=_bytes_arg, default=1 << 30, help="L0 budget, bytes")
-    p.add_argument("--cache-dir", default=None, help="L1: node-local disk cache directory")
-    p.add_argument(
-        "--disk-cache",
-        type=_bytes_arg,
-        default=None,
-        help="L1 budget, bytes (default: 90%% of the room on --cache-dir's disk, "
-        "less the decode cache's budget)",
-    )
-    p.add_argument(
-        "--decode-cache",
-        type=_bytes_arg,
-        default=None,
-        help="budget of the decode cache (decoded prefixes in --cache-dir/decoded), bytes "
-        "(default with --cache-dir: 25%% of the room on its disk; 0: off)",
-    )
-    p.add_argument("--fill-threads", type=int, default=2, help="concurrent L1 shard fills")
-    p.add_argument(
-        "--stream-window",
-        type=int,
-        default=0,
-        help="samples of one stream in the decode pool at once (0 = 2 x workers)",
-    )
-    p.add_argument(
-        "--decode-ahead",
-        type=int,
-        default=None,
-        help="samples per stream decoded ahead into L0 (default: the stream window; 0: off)",
-    )
-    p.add_argument("--metrics-port", type=int, default=None, help="Prometheus port")
-    p.add_argument("--grace", type=float, default=10.0, help="drain timeout on SIGTERM, s")
-    p.add_argument(
-        "--tokenizer-dir", default=None, help="vocabulary files requests may name (by file name)"
-    )
+    p.populate = _serve_flags
     p.set_defaults(func=_cmd_serve)
 
     p = sub.add_parser("stats", help="print an engine's stats")

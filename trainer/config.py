@@ -18,9 +18,10 @@ dataclass field, and an unknown key is a ``ConfigError`` naming it::
 derived from the model and may only be restated, not changed. The wire
 dtypes (``image_dtype``, ``wave_dtype``) follow the DeepSpeed precision
 unless the ``pipeline`` section sets them: bfloat16 when training in bf16,
-float16 in fp16, float32 otherwise (``wire_dtype_for``). ``deepspeed``
-is merged over ``trainer/configs/ds_zero2.json`` (or names a DeepSpeed JSON
-file that replaces it); values ``"auto"`` there are filled from ``train``.
+float16 in fp16, float32 otherwise (``ds_auto.wire_dtype_for``).
+``deepspeed`` is merged over ``trainer/configs/ds_zero2.json`` (or names a
+DeepSpeed JSON file that replaces it); values ``"auto"`` there are filled
+from ``train`` and the hardware (``trainer/ds_auto.py``).
 """
 
 from __future__ import annotations
@@ -28,16 +29,15 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-import torch
-
+from dataengine.configs import check, check_int, check_range, setting
 from dataengine.errors import ConfigError
 from dataengine.pipeline.spec import Augmentations, PipelineSpec
+from trainer.ds_auto import resolve_auto, wire_dtype_for
 
 __all__ = [
     "DEFAULT_DEEPSPEED_CONFIG",
@@ -45,10 +45,8 @@ __all__ = [
     "ModelConfig",
     "RunConfig",
     "TrainConfig",
-    "bf16_auto",
     "load_config",
     "pipeline_for",
-    "wire_dtype_for",
 ]
 
 _LOG = logging.getLogger(__name__)
@@ -57,19 +55,6 @@ DEFAULT_DEEPSPEED_CONFIG = Path(__file__).with_name("configs") / "ds_zero2.json"
 
 BYTE_VOCAB_SIZE = 259  # 256 bytes + PAD, BOS, EOS (dataengine.formats.text.ByteTokenizer)
 BYTE_PAD_ID = 256
-
-
-def _require(ok: bool, name: str, message: str) -> None:
-    if not ok:
-        raise ConfigError(name, message)
-
-
-def _int_in(value: object, name: str, lo: int, hi: int | None = None) -> None:
-    ok = isinstance(value, int) and not isinstance(value, bool) and value >= lo
-    if ok and hi is not None:
-        ok = value <= hi  # type: ignore[operator]
-    upper = "" if hi is None else f", <= {hi}"
-    _require(ok, name, f"must be an integer >= {lo}{upper}, got {value!r}")
 
 
 @dataclass(frozen=True)
@@ -115,43 +100,39 @@ class ModelConfig:
             ("pad_id", 0),
             ("max_text_tokens", 4),
         ):
-            _int_in(getattr(self, name), f"model.{name}", lo)
-        _require(
+            check_int(getattr(self, name), f"model.{name}", lo)
+        check(
             self.d_model % self.n_heads == 0,
             "model.n_heads",
             f"({self.n_heads}) must divide model.d_model ({self.d_model})",
         )
-        _require(
+        check(
             (self.d_model // self.n_heads) % 2 == 0,
             "model.n_heads",
             f"head size d_model/n_heads = {self.d_model / self.n_heads:g} must be even",
         )
-        _require(
+        check(
             self.image_size % self.patch_size == 0,
             "model.patch_size",
             f"({self.patch_size}) must divide model.image_size ({self.image_size})",
         )
-        _require(
+        check(
             self.wave_stride in (8, 16, 32, 64),
             "model.wave_stride",
             f"must be one of 8, 16, 32, 64 samples per token, got {self.wave_stride!r}",
         )
-        _require(
+        check(
             self.wave_samples >= self.wave_stride,
             "model.wave_samples",
             f"({self.wave_samples}) must be >= model.wave_stride ({self.wave_stride})",
         )
-        _require(
+        check(
             self.pad_id < self.vocab_size,
             "model.pad_id",
             f"({self.pad_id}) must be < model.vocab_size ({self.vocab_size})",
         )
-        _require(
-            isinstance(self.dropout, int | float) and 0.0 <= self.dropout < 1.0,
-            "model.dropout",
-            f"must be within [0, 1), got {self.dropout!r}",
-        )
-        _require(
+        check_range(self.dropout, "model.dropout", 0, 1, hi_open=True)
+        check(
             isinstance(self.activation_checkpointing, bool),
             "model.activation_checkpointing",
             f"must be true or false, got {self.activation_checkpointing!r}",
@@ -213,62 +194,63 @@ _AUGMENT = Augmentations.all_on()
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Optimisation and bookkeeping.
-
-    ``steps`` counts optimizer steps; each consumes ``grad_accum_steps``
-    micro-batches of ``micro_batch_size`` samples per rank. ``lr`` is the peak
-    learning rate reached linearly after ``warmup_steps`` steps, then held
-    (the default warmup does not depend on ``steps``, so a resumed run that
-    extends ``steps`` keeps the schedule it started with).
-    ``log_every`` / ``save_every`` are in optimizer steps (``save_every`` 0:
-    save only at the end, and only when ``checkpoint_dir`` is set).
-    ``dataset`` names the served dataset (None: the engine's only one).
+    """Optimisation and bookkeeping. Each setting's help says its meaning and
+    unit; ``python -m trainer`` has one flag per setting
+    (``dataengine.configs.add_flags``) and a config file's ``train`` section
+    one key per setting. Errors name the field as ``train.FIELD``.
     ``pipeline`` defaults to the tiny model's shapes with all augmentations on.
     """
 
-    steps: int = 50
-    micro_batch_size: int = 4
-    grad_accum_steps: int = 1
-    lr: float = 1e-3
-    warmup_steps: int = 10
-    weight_decay: float = 0.01
-    seed: int = 0
-    log_every: int = 10
-    save_every: int = 0
-    checkpoint_dir: str | None = None
-    dataset: str | None = None
+    steps: int = setting(50, help="optimizer steps in total")
+    micro_batch_size: int = setting(4, help="samples per micro-batch per rank")
+    grad_accum_steps: int = setting(1, help="micro-batches per optimizer step")
+    lr: float = setting(
+        1e-3, help="peak learning rate, reached linearly after --warmup-steps steps, then held"
+    )
+    warmup_steps: int = setting(
+        10,
+        help="optimizer steps of linear warmup (not derived from --steps, so a resumed run "
+        "that extends --steps keeps the schedule it started with)",
+    )
+    weight_decay: float = setting(0.01, help="AdamW weight decay")
+    seed: int = setting(0, help="weights init and data order seed")
+    log_every: int = setting(10, help="optimizer steps between log lines")
+    save_every: int = setting(
+        0,
+        help="optimizer steps between checkpoints (0: save only at the end, and only with "
+        "--checkpoint-dir)",
+    )
+    checkpoint_dir: str | None = setting(
+        None, help="where checkpoints go (and --resume reads) (default: no checkpoints)"
+    )
+    dataset: str | None = setting(None, help="served dataset name (default: the engine's only one)")
     pipeline: PipelineSpec = field(default_factory=lambda: PipelineSpec(augment=_AUGMENT))
 
     def __post_init__(self) -> None:
-        _int_in(self.steps, "train.steps", 1)
-        _int_in(self.micro_batch_size, "train.micro_batch_size", 1)
-        _int_in(self.grad_accum_steps, "train.grad_accum_steps", 1)
-        _int_in(self.warmup_steps, "train.warmup_steps", 0)
-        _int_in(self.seed, "train.seed", 0, 2**63 - 1)
-        _int_in(self.log_every, "train.log_every", 1)
-        _int_in(self.save_every, "train.save_every", 0)
-        _require(
-            isinstance(self.lr, int | float) and math.isfinite(self.lr) and 0 < self.lr < 1,
-            "train.lr",
-            f"must be within (0, 1), got {self.lr!r}",
-        )
-        _require(
-            isinstance(self.weight_decay, int | float) and 0 <= self.weight_decay < 1,
-            "train.weight_decay",
-            f"must be within [0, 1), got {self.weight_decay!r}",
-        )
-        _require(
+        for name, lo in (
+            ("steps", 1),
+            ("micro_batch_size", 1),
+            ("grad_accum_steps", 1),
+            ("warmup_steps", 0),
+            ("log_every", 1),
+            ("save_every", 0),
+        ):
+            check_int(getattr(self, name), f"train.{name}", lo)
+        check_int(self.seed, "train.seed", 0, 2**63 - 1)
+        check_range(self.lr, "train.lr", 0, 1, lo_open=True, hi_open=True)
+        check_range(self.weight_decay, "train.weight_decay", 0, 1, hi_open=True)
+        check(
             self.checkpoint_dir is None
             or (isinstance(self.checkpoint_dir, str) and bool(self.checkpoint_dir)),
             "train.checkpoint_dir",
             f"must be a non-empty path or null, got {self.checkpoint_dir!r}",
         )
-        _require(
+        check(
             self.dataset is None or (isinstance(self.dataset, str) and bool(self.dataset)),
             "train.dataset",
             f"must be a non-empty name or null, got {self.dataset!r}",
         )
-        _require(
+        check(
             isinstance(self.pipeline, PipelineSpec),
             "train.pipeline",
             f"must be a PipelineSpec, got {type(self.pipeline).__name__}",
@@ -321,14 +303,14 @@ class RunConfig:
     def __post_init__(self) -> None:
         p = self.train.pipeline
         for key, model_field in _PIPELINE_FROM_MODEL.items():
-            _require(
+            check(
                 getattr(p, key) == getattr(self.model, model_field),
                 f"pipeline.{key}",
                 f"is {getattr(p, key)} but model.{model_field} is "
                 f"{getattr(self.model, model_field)}",
             )
         if p.tokenizer == "byte":
-            _require(
+            check(
                 self.model.vocab_size == BYTE_VOCAB_SIZE and self.model.pad_id == BYTE_PAD_ID,
                 "model.vocab_size",
                 f"the byte tokenizer needs vocab_size {BYTE_VOCAB_SIZE} and pad_id "
@@ -339,7 +321,7 @@ class RunConfig:
             ("train_micro_batch_size_per_gpu", self.train.micro_batch_size),
             ("gradient_accumulation_steps", self.train.grad_accum_steps),
         ):
-            _require(
+            check(
                 ds.get(key) == want,
                 f"deepspeed.{key}",
                 f'is {ds.get(key)!r} but train says {want}; set it in train or use "auto"',
@@ -390,96 +372,6 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(what, f"{path} must hold a JSON object")
     return data
-
-
-def bf16_auto() -> tuple[bool, str]:
-    """Whether ``"bf16": {"enabled": "auto"}`` turns bf16 on here, and why.
-
-    On GPUs: whenever the accelerator supports it. On CPUs DeepSpeed always
-    reports support, but without native bf16 instructions (AVX512-BF16 or
-    AMX) oneDNN emulates bf16 matmuls and a step gets about 12x slower than
-    float32 (measured on the tiny model on an AVX2 EPYC), so "auto" means
-    float32 there; set ``"enabled": true`` to force it.
-    """
-    # Imported lazily: importing deepspeed costs seconds and config tests
-    # should not pay for it unless "auto" needs resolving.
-    from deepspeed.accelerator import get_accelerator
-
-    accel = get_accelerator()
-    if not accel.is_bf16_supported():
-        return False, f"{accel.device_name()} accelerator has no bf16"
-    if accel.device_name() != "cpu":
-        return True, f"{accel.device_name()} supports bf16"
-    try:
-        native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        native = False
-    if native:
-        return True, "CPU has native bf16 instructions"
-    return False, "CPU lacks native bf16 (AVX512-BF16/AMX); emulated bf16 is ~12x slower"
-
-
-def wire_dtype_for(deepspeed: Mapping[str, Any]) -> str:
-    """The wire dtype of image and waveform for a resolved DeepSpeed config:
-    what the model computes in (``bfloat16`` under bf16, ``float16`` under
-    fp16, else ``float32``), so the engine sends the bytes the model uses and
-    the wire carries half of float32's under bf16."""
-    for key, dtype in (("bf16", "bfloat16"), ("bfloat16", "bfloat16"), ("fp16", "float16")):
-        section = deepspeed.get(key)
-        if isinstance(section, Mapping) and section.get("enabled") is True:
-            return dtype
-    return "float32"
-
-
-def _resolve_deepspeed(
-    spec: Mapping[str, Any], train: TrainConfig
-) -> tuple[dict[str, Any], list[str]]:
-    """Fill ``"auto"`` values of a DeepSpeed config from ``train``."""
-    ds = copy.deepcopy(dict(spec))
-    derived: list[str] = []
-    top: dict[str, object] = {
-        "train_micro_batch_size_per_gpu": train.micro_batch_size,
-        "gradient_accumulation_steps": train.grad_accum_steps,
-    }
-    for key, value in top.items():
-        if ds.get(key, "auto") == "auto":
-            ds[key] = value
-    nested: dict[str, dict[str, object]] = {
-        "optimizer": {"lr": train.lr, "weight_decay": train.weight_decay},
-        "scheduler": {
-            # DeepSpeed's WarmupLR runs its first two steps at warmup_min_lr;
-            # a floor above zero keeps them from being wasted.
-            "warmup_min_lr": train.lr / (train.warmup_steps + 1),
-            "warmup_max_lr": train.lr,
-            "warmup_num_steps": train.warmup_steps,
-            "total_num_steps": train.steps,
-        },
-    }
-    for section, fill in nested.items():
-        params = ds.get(section, {}).get("params")
-        if isinstance(params, dict):
-            for key, value in fill.items():
-                if params.get(key) == "auto":
-                    params[key] = value
-    bf16 = ds.get("bf16")
-    if isinstance(bf16, dict) and bf16.get("enabled") == "auto":
-        bf16["enabled"], why = bf16_auto()
-        derived.append(f"deepspeed.bf16.enabled={bf16['enabled']} ({why})")
-    leftover = [k for k, v in _walk(ds) if v == "auto"]
-    if leftover:
-        raise ConfigError(f"deepspeed.{leftover[0]}", '"auto" is not supported for this key')
-    return ds, derived
-
-
-def _walk(tree: Mapping[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
-    out: list[tuple[str, Any]] = []
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.extend(_walk(value, name + "."))
-        else:
-            out.append((name, value))
-    return out
 
 
 def load_config(
@@ -545,7 +437,7 @@ def load_config(
     if not isinstance(ds_raw, Mapping):
         raise ConfigError("deepspeed", "must be a JSON object or a path to a DeepSpeed JSON file")
     ds_spec = _merge(_read_json(ds_path, "deepspeed"), ds_raw)
-    ds, ds_derived = _resolve_deepspeed(ds_spec, train)
+    ds, ds_derived = resolve_auto(ds_spec, train)
     derived.extend(ds_derived)
     wire = wire_dtype_for(ds)
     unset = [key for key in ("image_dtype", "wave_dtype") if key not in pipe_raw]

@@ -48,8 +48,9 @@ import torch
 from deepspeed.accelerator import get_accelerator
 
 from dataengine.client import EngineClient, parse_endpoints
+from dataengine.configs import add_flags, flag_values
 from dataengine.errors import ConfigError, DataEngineError
-from trainer.config import PRESETS, RunConfig, load_config
+from trainer.config import PRESETS, RunConfig, TrainConfig, load_config
 from trainer.distributed import DistInfo, all_reduce_mean, init_distributed
 from trainer.model import MODEL_INPUTS, MultimodalModel
 
@@ -137,7 +138,7 @@ def load_checkpoint(model_engine: Any, client: EngineClient, cfg: RunConfig, dis
     load_path, state = model_engine.load_checkpoint(str(root))
     if load_path is None or state is None:
         raise ConfigError(
-            "checkpoint_dir", f"DeepSpeed could not load the latest checkpoint in {root}"
+            "train.checkpoint_dir", f"DeepSpeed could not load the latest checkpoint in {root}"
         )
     saved_model = state["config"]["model"]
     if saved_model != cfg.to_dict()["model"]:
@@ -244,9 +245,11 @@ def train(cfg: RunConfig, args: RunArgs) -> TrainResult:
     """
     tc = cfg.train
     if args.resume and tc.checkpoint_dir is None:
-        raise ConfigError("checkpoint_dir", "--resume needs --checkpoint-dir")
+        raise ConfigError("train.checkpoint_dir", "--resume needs --checkpoint-dir")
     if args.resume and not (Path(str(tc.checkpoint_dir)) / "latest").is_file():
-        raise ConfigError("checkpoint_dir", f"--resume: {tc.checkpoint_dir} holds no checkpoint")
+        raise ConfigError(
+            "train.checkpoint_dir", f"--resume: {tc.checkpoint_dir} holds no checkpoint"
+        )
 
     # -- process group, data, model, DeepSpeed engine
     dist = init_distributed()
@@ -355,18 +358,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         description="Train the multimodal model with DeepSpeed on data from engines.",
     )
     p.add_argument("--engines", help="HOST:PORT[,HOST:PORT...] of data engines (required to train)")
-    p.add_argument("--dataset", help="served dataset name (default: the engine's only one)")
     p.add_argument("--config", type=Path, help="run config JSON (model/train/pipeline/deepspeed)")
     p.add_argument("--ds-config", type=Path, help="DeepSpeed JSON replacing ds_zero2.json")
     p.add_argument("--size", choices=sorted(PRESETS), help="model preset (default: tiny)")
-    p.add_argument("--steps", type=int, help="optimizer steps in total")
-    p.add_argument("--micro-batch-size", type=int, help="samples per micro-batch per rank")
-    p.add_argument("--grad-accum-steps", type=int, help="micro-batches per optimizer step")
-    p.add_argument("--lr", type=float, help="peak learning rate")
-    p.add_argument("--seed", type=int, help="weights init and data order seed")
-    p.add_argument("--checkpoint-dir", help="where checkpoints go (and --resume reads)")
-    p.add_argument("--save-every", type=int, help="optimizer steps between checkpoints")
-    p.add_argument("--log-every", type=int, help="optimizer steps between log lines")
+    # One flag per TrainConfig setting; given flags win over --config's train section.
+    add_flags(p, TrainConfig)
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
     p.add_argument("--log-file", type=Path, help="JSON lines, one per optimizer step (rank 0)")
     p.add_argument(
@@ -402,17 +398,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.config,
             size=args.size,
             deepspeed_config=args.ds_config,
-            train_overrides={
-                "steps": args.steps,
-                "micro_batch_size": args.micro_batch_size,
-                "grad_accum_steps": args.grad_accum_steps,
-                "lr": args.lr,
-                "seed": args.seed,
-                "checkpoint_dir": args.checkpoint_dir,
-                "save_every": args.save_every,
-                "log_every": args.log_every,
-                "dataset": args.dataset,
-            },
+            train_overrides=flag_values(TrainConfig, args),
         )
         if args.write_pipeline is not None:
             body = json.dumps(cfg.train.pipeline.to_dict(), indent=2) + "\n"

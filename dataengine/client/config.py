@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from dataengine.configs import check_int, check_range
 from dataengine.errors import ConfigError
 from dataengine.pipeline.spec import PipelineSpec
 
@@ -17,11 +18,11 @@ def parse_endpoints(endpoints: Sequence[str] | str) -> tuple[str, ...]:
     items = endpoints.split(",") if isinstance(endpoints, str) else list(endpoints)
     out = tuple(dict.fromkeys(e.strip() for e in items if e.strip()))
     if not out:
-        raise ConfigError("endpoints", "at least one HOST:PORT is required")
+        raise ConfigError("client.endpoints", "at least one HOST:PORT is required")
     for e in out:
         host, sep, port = e.rpartition(":")
         if not sep or not host or not port.isdigit():
-            raise ConfigError("endpoints", f"{e!r} is not HOST:PORT")
+            raise ConfigError("client.endpoints", f"{e!r} is not HOST:PORT")
     return out
 
 
@@ -64,20 +65,12 @@ class ClientConfig:
     hedge_after_s: float | None = None
 
     def __post_init__(self) -> None:
-        if self.world_size < 1:
-            raise ConfigError("world_size", f"must be >= 1, got {self.world_size}")
-        if not 0 <= self.rank < self.world_size:
-            raise ConfigError("rank", f"must be within [0, {self.world_size}), got {self.rank}")
-        if self.batch_size < 1:
-            raise ConfigError("batch_size", f"must be >= 1, got {self.batch_size}")
-        if self.prefetch_batches < 1:
-            raise ConfigError("prefetch_batches", f"must be >= 1, got {self.prefetch_batches}")
-        if self.seed < 0:
-            raise ConfigError("seed", f"must be >= 0, got {self.seed}")
-        if self.max_consecutive_lost < 1:
-            raise ConfigError(
-                "max_consecutive_lost", f"must be >= 1, got {self.max_consecutive_lost}"
-            )
+        check_int(self.world_size, "client.world_size", 1)
+        check_int(self.rank, "client.rank", 0, self.world_size - 1, note="below world_size")
+        check_int(self.batch_size, "client.batch_size", 1)
+        check_int(self.prefetch_batches, "client.prefetch_batches", 1)
+        check_int(self.seed, "client.seed", 0)
+        check_int(self.max_consecutive_lost, "client.max_consecutive_lost", 1)
         for name in (
             "connect_timeout_s",
             "call_timeout_s",
@@ -85,12 +78,9 @@ class ClientConfig:
             "stall_timeout_s",
             "health_interval_s",
         ):
-            if not getattr(self, name) > 0:
-                raise ConfigError(name, f"must be > 0 seconds, got {getattr(self, name)}")
-        if self.hedge_after_s is not None and not self.hedge_after_s >= 0:
-            raise ConfigError(
-                "hedge_after_s", f"must be >= 0 seconds (0 or None: off), got {self.hedge_after_s}"
-            )
+            check_range(getattr(self, name), f"client.{name}", 0, lo_open=True, unit="seconds")
+        if self.hedge_after_s is not None:
+            check_range(self.hedge_after_s, "client.hedge_after_s", 0, unit="seconds (0: off)")
 
     @property
     def probe_timeout_s(self) -> float:

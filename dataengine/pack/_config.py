@@ -7,13 +7,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dataengine.configs import check, check_int, setting
 from dataengine.deid.keys import DeidKey
 from dataengine.deid.policy import DeidPolicy
-from dataengine.errors import ConfigError
 
 __all__ = ["PackConfig", "PackSummary", "QuarantineEntry"]
-
-DEFAULT_MAX_FILE_BYTES = 2 << 30
 
 
 def _default_workers() -> int:
@@ -22,52 +20,68 @@ def _default_workers() -> int:
 
 @dataclass(frozen=True)
 class PackConfig:
-    """How to pack.
-
-    ``shard_samples``: samples (studies) per shard. ``workers``: worker
-    processes (1 runs in the calling process). ``key``: the de-identification
-    key (``dataengine.deid.load_key``; raw ``bytes`` are accepted and wrapped).
-    ``name``: dataset name, default the dataset folder's name.
-    ``max_file_bytes``: larger input files are quarantined, not read (bytes).
-    ``deid``: the de-identification policy (date mode, kept private tags,
-    burned-in annotation; ``dataengine.deid.DeidPolicy``).
-    ``index_file``: a CSV/JSONL index linking files to studies (None: one
-    folder per study); see ``dataengine/pack/_discover.py``.
-    ``report_json_field``: the JSON field (or XML element) holding a
-    report's text; a dotted path ("a.b") walks nested objects.
+    """How to pack. ``key`` is the de-identification key
+    (``dataengine.deid.load_key``; raw ``bytes`` are accepted and wrapped);
+    ``deid`` the de-identification policy (date mode, kept private tags,
+    burned-in annotation; ``dataengine.deid.DeidPolicy``). Each other
+    setting's help says its meaning and unit; ``dataengine pack`` has one
+    flag per setting (``dataengine.configs.add_flags``). Errors name the
+    field as ``pack.FIELD``.
     """
 
     key: DeidKey
-    shard_samples: int = 64
-    workers: int = field(default_factory=_default_workers)
-    name: str | None = None
-    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES
+    shard_samples: int = setting(64, help="studies (samples) per shard")
+    workers: int = setting(
+        factory=_default_workers,
+        help="worker processes; 1 runs in the calling process (default: cores)",
+    )
+    name: str | None = setting(None, help="dataset name (default: the dataset directory's name)")
+    max_file_bytes: int = setting(
+        2 << 30, help="larger input files are quarantined, not read; bytes"
+    )
     deid: DeidPolicy = field(default_factory=DeidPolicy)
-    index_file: Path | None = None
-    report_json_field: str = "report"
+    index_file: Path | None = setting(
+        None,
+        help="CSV/JSONL index linking files to studies (default: one folder per study; "
+        "see dataengine/pack/_discover.py)",
+        flag="--index",
+        metavar="FILE",
+    )
+    report_json_field: str = setting(
+        "report",
+        help="JSON field / XML element holding a report's text; a dotted path (a.b) "
+        "walks nested objects",
+        metavar="NAME",
+    )
 
     def __post_init__(self) -> None:
         if isinstance(self.index_file, str):
             object.__setattr__(self, "index_file", Path(self.index_file))
         field_path = self.report_json_field
-        if not isinstance(field_path, str) or not all(field_path.split(".")):
-            raise ConfigError(
-                "pack.report_json_field", f"must be a name or dotted path, got {field_path!r}"
-            )
-        if not isinstance(self.deid, DeidPolicy):
-            raise ConfigError("pack.deid", f"must be a DeidPolicy, got {type(self.deid).__name__}")
+        check(
+            isinstance(field_path, str) and all(field_path.split(".")),
+            "pack.report_json_field",
+            f"must be a name or dotted path, got {field_path!r}",
+        )
+        check(
+            isinstance(self.deid, DeidPolicy),
+            "pack.deid",
+            f"must be a DeidPolicy, got {type(self.deid).__name__}",
+        )
         if isinstance(self.key, bytes | bytearray):
             object.__setattr__(self, "key", DeidKey(bytes(self.key)))
-        if not isinstance(self.key, DeidKey):
-            raise ConfigError("pack.key", f"must be a DeidKey, got {type(self.key).__name__}")
-        for name, lo in (("shard_samples", 1), ("workers", 1), ("max_file_bytes", 1)):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < lo:
-                raise ConfigError(f"pack.{name}", f"must be an integer >= {lo}, got {value!r}")
-        if self.name is not None and (not self.name.strip() or "/" in self.name):
-            raise ConfigError(
-                "pack.name", f"must be a non-empty name without '/', got {self.name!r}"
-            )
+        check(
+            isinstance(self.key, DeidKey),
+            "pack.key",
+            f"must be a DeidKey, got {type(self.key).__name__}",
+        )
+        for name in ("shard_samples", "workers", "max_file_bytes"):
+            check_int(getattr(self, name), f"pack.{name}", 1)
+        check(
+            self.name is None or (bool(self.name.strip()) and "/" not in self.name),
+            "pack.name",
+            f"must be a non-empty name without '/', got {self.name!r}",
+        )
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from dataengine.configs import check, check_int, check_range
 from dataengine.errors import ConfigError
 from dataengine.formats.text import tokenizer_identity
 from dataengine.v1 import dataengine_pb2 as pb
@@ -73,11 +73,6 @@ def prefix_key_of(prefix_fields: dict[str, object]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def _require(ok: bool, name: str, message: str) -> None:
-    if not ok:
-        raise ConfigError(name, message)
-
-
 def _checked_keys(body: object, where: str, kind: type) -> dict[str, Any]:
     """``body`` as a dict whose keys are all fields of dataclass ``kind``."""
     if not isinstance(body, Mapping):
@@ -105,21 +100,9 @@ class Augmentations:
     wave_noise: float = 0.0  # fraction of each lead's std
 
     def __post_init__(self) -> None:
-        _require(
-            math.isfinite(self.hu_jitter) and 0 <= self.hu_jitter <= 1000,
-            "pipeline.augment.hu_jitter",
-            f"must be within [0, 1000] HU, got {self.hu_jitter}",
-        )
-        _require(
-            math.isfinite(self.wave_scale) and 0 <= self.wave_scale < 1,
-            "pipeline.augment.wave_scale",
-            f"must be within [0, 1), got {self.wave_scale}",
-        )
-        _require(
-            math.isfinite(self.wave_noise) and 0 <= self.wave_noise <= 1,
-            "pipeline.augment.wave_noise",
-            f"must be within [0, 1], got {self.wave_noise}",
-        )
+        check_range(self.hu_jitter, "pipeline.augment.hu_jitter", 0, 1000, unit="HU")
+        check_range(self.wave_scale, "pipeline.augment.wave_scale", 0, 1, hi_open=True)
+        check_range(self.wave_noise, "pipeline.augment.wave_noise", 0, 1)
 
     @classmethod
     def all_on(cls) -> Augmentations:
@@ -165,11 +148,7 @@ class PipelineSpec:
         # ``500.0``): equal specs must give equal prefix keys.
         for name in ("hu_center", "hu_width", "wave_rate_hz"):
             value = getattr(self, name)
-            _require(
-                isinstance(value, int | float) and not isinstance(value, bool),
-                f"pipeline.{name}",
-                f"must be a number, got {value!r}",
-            )
+            check_range(value, f"pipeline.{name}")
             object.__setattr__(self, name, float(value))
         for name, lo, hi in (
             ("image_slices", 1, 512),
@@ -178,47 +157,30 @@ class PipelineSpec:
             ("wave_samples", 16, 1 << 22),
             ("text_tokens", 4, 1 << 16),
         ):
-            value = getattr(self, name)
-            _require(
-                isinstance(value, int) and lo <= value <= hi,
-                f"pipeline.{name}",
-                f"must be an integer within [{lo}, {hi}], got {value!r}",
-            )
-        _require(
+            check_int(getattr(self, name), f"pipeline.{name}", lo, hi)
+        check(
             self.image_crop <= self.image_resize,
             "pipeline.image_crop",
             f"({self.image_crop}) must not exceed pipeline.image_resize ({self.image_resize})",
         )
-        _require(
-            math.isfinite(self.hu_width) and self.hu_width > 0,
-            "pipeline.hu_width",
-            f"must be a positive number of HU, got {self.hu_width}",
-        )
-        _require(
-            math.isfinite(self.hu_center),
-            "pipeline.hu_center",
-            f"must be finite, got {self.hu_center}",
-        )
-        _require(
-            math.isfinite(self.wave_rate_hz) and 1 <= self.wave_rate_hz <= 100_000,
-            "pipeline.wave_rate_hz",
-            f"must be within [1, 100000] Hz, got {self.wave_rate_hz}",
-        )
-        _require(bool(self.tokenizer), "pipeline.tokenizer", "must not be empty")
-        _require(
+        check_range(self.hu_width, "pipeline.hu_width", 0, lo_open=True, finite=True, unit="HU")
+        check_range(self.hu_center, "pipeline.hu_center", finite=True, unit="HU")
+        check_range(self.wave_rate_hz, "pipeline.wave_rate_hz", 1, 100_000, unit="Hz")
+        check(bool(self.tokenizer), "pipeline.tokenizer", "must not be empty")
+        check(
             isinstance(self.image_voi_lut, bool),
             "pipeline.image_voi_lut",
             f"must be a bool, got {self.image_voi_lut!r}",
         )
         for name, allowed in (("image_dtype", IMAGE_DTYPES), ("wave_dtype", WAVE_DTYPES)):
             value = getattr(self, name)
-            _require(
+            check(
                 isinstance(value, str) and value in allowed,
                 f"pipeline.{name}",
                 f"must be one of {', '.join(allowed)}, got {value!r}",
             )
         largest = max(self.sample_bytes, self.prefix_bytes)
-        _require(
+        check(
             largest <= MAX_SAMPLE_BYTES,
             "pipeline",
             f"one sample would need {largest} bytes, over the {MAX_SAMPLE_BYTES}-byte limit: "

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import argparse
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from dataengine.errors import ConfigError, DataEngineError
+from dataengine.configs import check, check_int, setting
+from dataengine.errors import DataEngineError
 
 __all__ = ["PrepareConfig", "PrepareError", "PrepareSummary"]
 
@@ -22,33 +24,46 @@ def _default_workers() -> int:
     return os.cpu_count() or 1
 
 
+def _part_arg(text: str) -> tuple[int, int]:
+    """``I/N`` -> ``(I, N)`` (the range is checked by ``PrepareConfig``)."""
+    index, sep, count = text.partition("/")
+    if not (sep and index.isdigit() and count.isdigit()):
+        raise argparse.ArgumentTypeError(f"must be I/N, e.g. 0/8, got {text!r}")
+    return int(index), int(count)
+
+
 @dataclass(frozen=True)
 class PrepareConfig:
-    """How to prepare.
+    """How to prepare. Each setting's help says its meaning;
+    ``dataengine prepare`` has one flag per setting
+    (``dataengine.configs.add_flags``). Errors name the field as
+    ``prepare.FIELD``."""
 
-    ``workers``: worker processes (1 runs in the calling process).
-    ``part``: ``(index, count)`` to prepare only the shards whose id modulo
-    ``count`` is ``index`` (one machine's share); None prepares them all
-    (and, after an N-part run, the shards no part finished).
-    """
-
-    workers: int = field(default_factory=_default_workers)
-    part: tuple[int, int] | None = None
+    workers: int = setting(
+        factory=_default_workers,
+        help="worker processes; 1 runs in the calling process (default: cores)",
+    )
+    part: tuple[int, int] | None = setting(
+        None,
+        help="prepare only the shards whose id % N == I (one machine of N); the last part "
+        "to finish writes the manifest (default: all shards, and after an N-part run the "
+        "shards no part finished)",
+        metavar="I/N",
+        parse=_part_arg,
+    )
 
     def __post_init__(self) -> None:
-        if not isinstance(self.workers, int) or self.workers < 1:
-            raise ConfigError("prepare.workers", f"must be an integer >= 1, got {self.workers!r}")
+        check_int(self.workers, "prepare.workers", 1)
         if self.part is not None:
             part = tuple(self.part)
-            if (
-                len(part) != 2
-                or not all(isinstance(v, int) for v in part)
-                or not 1 <= part[1] <= 1 << 20
-                or not 0 <= part[0] < part[1]
-            ):
-                raise ConfigError(
-                    "prepare.part", f"must be (index, count) with 0 <= index < count, got {part!r}"
-                )
+            check(
+                len(part) == 2
+                and all(isinstance(v, int) for v in part)
+                and 1 <= part[1] <= 1 << 20
+                and 0 <= part[0] < part[1],
+                "prepare.part",
+                f"must be (index, count) with 0 <= index < count, got {part!r}",
+            )
             object.__setattr__(self, "part", part)
 
 

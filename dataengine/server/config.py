@@ -1,4 +1,4 @@
-"""Engine configuration (what ``dataengine serve`` flags set)."""
+"""Engine configuration: each field is one ``dataengine serve`` flag."""
 
 from __future__ import annotations
 
@@ -6,93 +6,101 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from dataengine.configs import check, check_int, check_range, setting
 from dataengine.errors import ConfigError
 
 __all__ = ["ServerConfig"]
 
-DEFAULT_RAM_CACHE_BYTES = 1 << 30
-
 
 @dataclass(frozen=True)
 class ServerConfig:
-    """``port`` 0 binds an ephemeral port; ``workers`` decode processes
-    (default: the core count); ``ram_cache_bytes`` is the L0 budget in bytes
-    (0 disables it); ``cache_dir`` is the L1 directory (node-local disk; None:
-    no L1) and ``disk_cache_bytes`` its budget in bytes (None: 90% of what
-    the disk could hold less the decode cache's budget, derived at start);
-    ``decode_cache_bytes`` is the budget of the decode cache (L1d, in
-    ``cache_dir/decoded``) in bytes (None: a quarter of what the disk could
-    hold, derived at start, when there is a ``cache_dir``; 0: off);
-    ``fill_threads`` bound concurrent
-    L1 fills; ``metrics_port`` serves Prometheus text when set;
-    ``stream_window`` is how many samples one stream keeps in the worker pool
-    at once (default: 2 x workers) and ``decode_ahead`` how many more of its
-    requested samples may be decoded ahead into L0 (None: the stream window;
-    0: off); ``grace_seconds`` bounds draining on stop; ``tokenizer_dir``
-    holds the vocabulary files requests may name (by bare file name); without
-    it only the byte tokenizer is offered."""
+    """What one engine serves and with what resources. Each setting's help
+    says its meaning and unit; ``dataengine serve`` has one flag per setting
+    (``dataengine.configs.add_flags``). Errors name the field as
+    ``server.FIELD``."""
 
-    datasets: tuple[Path, ...]
-    host: str = "127.0.0.1"
-    port: int = 50051
-    workers: int = 0
-    ram_cache_bytes: int = DEFAULT_RAM_CACHE_BYTES
-    cache_dir: Path | None = None
-    disk_cache_bytes: int | None = None
-    decode_cache_bytes: int | None = None
-    fill_threads: int = 2
-    metrics_port: int | None = None
-    stream_window: int = 0
-    decode_ahead: int | None = None
-    grace_seconds: float = 10.0
-    tokenizer_dir: Path | None = None
+    datasets: tuple[Path, ...]  # packed dataset directories (L2, read-only)
+    host: str = setting("127.0.0.1", help="address to bind")
+    port: int = setting(50051, help="gRPC port (0 picks a free port)")
+    workers: int = setting(0, help="decode processes (0 = cores)")
+    ram_cache_bytes: int = setting(1 << 30, help="L0 budget, bytes (0: off)", flag="--ram-cache")
+    cache_dir: Path | None = setting(
+        None, help="L1: node-local disk cache directory (default: no L1)"
+    )
+    disk_cache_bytes: int | None = setting(
+        None,
+        help="L1 budget, bytes (default: 90% of the room on --cache-dir's disk, "
+        "less the decode cache's budget)",
+        flag="--disk-cache",
+    )
+    decode_cache_bytes: int | None = setting(
+        None,
+        help="budget of the decode cache (L1d: decoded prefixes in --cache-dir/decoded), bytes "
+        "(default with --cache-dir: 25% of the room on its disk; 0: off)",
+        flag="--decode-cache",
+    )
+    fill_threads: int = setting(2, help="concurrent L1 shard fills")
+    metrics_port: int | None = setting(None, help="Prometheus text on this port (default: none)")
+    stream_window: int = setting(
+        0, help="samples of one stream in the decode pool at once (0 = 2 x workers)"
+    )
+    decode_ahead: int | None = setting(
+        None,
+        help="samples per stream decoded ahead into L0 (default: the stream window; 0: off)",
+    )
+    grace_seconds: float = setting(10.0, help="drain timeout on SIGTERM, seconds", flag="--grace")
+    tokenizer_dir: Path | None = setting(
+        None,
+        help="vocabulary files requests may name, by file name (default: only the byte tokenizer)",
+    )
 
     def __post_init__(self) -> None:
-        if not self.datasets:
-            raise ConfigError("datasets", "at least one dataset directory is required")
-        if not 0 <= self.port <= 65535:
-            raise ConfigError("port", f"must be within [0, 65535], got {self.port}")
-        if self.workers < 0:
-            raise ConfigError("workers", f"must be >= 0 (0 = core count), got {self.workers}")
-        if self.ram_cache_bytes < 0:
-            raise ConfigError("ram_cache_bytes", f"must be >= 0, got {self.ram_cache_bytes}")
+        check(bool(self.datasets), "server.datasets", "at least one dataset directory is required")
+        check_int(self.port, "server.port", 0, 65535)
+        check_int(self.workers, "server.workers", 0, note="0 = core count")
+        check_int(self.ram_cache_bytes, "server.ram_cache_bytes", 0)
         self._check_cache_dir()
-        if self.fill_threads < 1:
-            raise ConfigError("fill_threads", f"must be >= 1, got {self.fill_threads}")
-        if self.metrics_port is not None and not 0 <= self.metrics_port <= 65535:
-            raise ConfigError("metrics_port", f"must be within [0, 65535], got {self.metrics_port}")
-        if self.stream_window < 0:
-            raise ConfigError("stream_window", f"must be >= 0, got {self.stream_window}")
-        if self.decode_ahead is not None and self.decode_ahead < 0:
-            raise ConfigError("decode_ahead", f"must be >= 0, got {self.decode_ahead}")
-        if self.tokenizer_dir is not None and not Path(self.tokenizer_dir).is_dir():
-            raise ConfigError("tokenizer_dir", f"{self.tokenizer_dir} is not a directory")
-        if self.grace_seconds < 0:
-            raise ConfigError("grace_seconds", f"must be >= 0, got {self.grace_seconds}")
+        check_int(self.fill_threads, "server.fill_threads", 1)
+        if self.metrics_port is not None:
+            check_int(self.metrics_port, "server.metrics_port", 0, 65535)
+        check_int(self.stream_window, "server.stream_window", 0)
+        if self.decode_ahead is not None:
+            check_int(self.decode_ahead, "server.decode_ahead", 0)
+        check(
+            self.tokenizer_dir is None or Path(self.tokenizer_dir).is_dir(),
+            "server.tokenizer_dir",
+            f"{self.tokenizer_dir} is not a directory",
+        )
+        check_range(self.grace_seconds, "server.grace_seconds", 0, unit="seconds")
 
     def _check_cache_dir(self) -> None:
         if self.disk_cache_bytes is not None:
-            if self.cache_dir is None:
-                raise ConfigError("disk_cache_bytes", "needs a cache_dir (--cache-dir)")
-            if self.disk_cache_bytes < 0:
-                raise ConfigError("disk_cache_bytes", f"must be >= 0, got {self.disk_cache_bytes}")
+            check(
+                self.cache_dir is not None,
+                "server.disk_cache_bytes",
+                "needs a cache_dir (--cache-dir)",
+            )
+            check_int(self.disk_cache_bytes, "server.disk_cache_bytes", 0)
         if self.decode_cache_bytes is not None:
-            if self.decode_cache_bytes < 0:
-                raise ConfigError(
-                    "decode_cache_bytes", f"must be >= 0, got {self.decode_cache_bytes}"
-                )
-            if self.decode_cache_bytes > 0 and self.cache_dir is None:
-                raise ConfigError("decode_cache_bytes", "needs a cache_dir (--cache-dir)")
+            check_int(self.decode_cache_bytes, "server.decode_cache_bytes", 0)
+            check(
+                self.decode_cache_bytes == 0 or self.cache_dir is not None,
+                "server.decode_cache_bytes",
+                "needs a cache_dir (--cache-dir)",
+            )
         if self.cache_dir is None:
             return
         cache = Path(self.cache_dir).resolve()
-        if cache.exists() and not cache.is_dir():
-            raise ConfigError("cache_dir", f"{self.cache_dir} exists and is not a directory")
+        check(
+            not cache.exists() or cache.is_dir(),
+            "server.cache_dir",
+            f"{self.cache_dir} exists and is not a directory",
+        )
         for dataset in self.datasets:
             root = Path(dataset).resolve()
             if cache == root or root in cache.parents or cache in root.parents:
                 raise ConfigError(
-                    "cache_dir",
+                    "server.cache_dir",
                     f"{self.cache_dir} overlaps dataset {dataset}: L2 is read-only, "
                     "the cache needs a directory of its own",
                 )

@@ -15,11 +15,10 @@ from trainer.config import (
     PRESETS,
     ModelConfig,
     TrainConfig,
-    bf16_auto,
     load_config,
     pipeline_for,
-    wire_dtype_for,
 )
+from trainer.ds_auto import bf16_auto, wire_dtype_for
 
 
 def write(tmp_path: Path, data: dict[str, Any]) -> Path:

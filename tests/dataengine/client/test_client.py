@@ -142,7 +142,7 @@ def test_bad_rank_is_a_config_error() -> None:
     ],
 )
 def test_bad_fleet_settings_are_config_errors_naming_the_field(field: str, value: float) -> None:
-    with pytest.raises(ConfigError, match=f"^{field}"):
+    with pytest.raises(ConfigError, match=rf"^client\.{field}"):
         EngineClient("127.0.0.1:1", **{field: value})
 
 

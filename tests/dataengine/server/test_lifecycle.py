@@ -50,9 +50,9 @@ def test_start_serve_stop_leaves_nothing_running(packed_dataset: Path) -> None:
 
 
 def test_bad_config_names_the_field(packed_dataset: Path) -> None:
-    with pytest.raises(ConfigError, match=r"^workers"):
+    with pytest.raises(ConfigError, match=r"^server\.workers"):
         ServerConfig(datasets=(packed_dataset,), workers=-1)
-    with pytest.raises(ConfigError, match=r"^datasets"):
+    with pytest.raises(ConfigError, match=r"^server\.datasets"):
         ServerConfig(datasets=())
 
 

@@ -311,9 +311,9 @@ def test_the_cache_dir_must_not_overlap_a_dataset(packed_dataset: Path, tmp_path
     from dataengine.server import ServerConfig
 
     for inside in (packed_dataset, packed_dataset / "cache", packed_dataset.parent):
-        with pytest.raises(ConfigError, match=r"^cache_dir: .* overlaps dataset"):
+        with pytest.raises(ConfigError, match=r"^server\.cache_dir: .* overlaps dataset"):
             ServerConfig(datasets=(packed_dataset,), cache_dir=inside)
-    with pytest.raises(ConfigError, match=r"^disk_cache_bytes: needs a cache_dir"):
+    with pytest.raises(ConfigError, match=r"^server\.disk_cache_bytes: needs a cache_dir"):
         ServerConfig(datasets=(packed_dataset,), disk_cache_bytes=1 << 30)
     ok = ServerConfig(datasets=(packed_dataset,), cache_dir=tmp_path / "c", disk_cache_bytes=0)
     assert ok.ahead == ok.window == 2 * ok.worker_count
