@@ -1,12 +1,15 @@
 """De-identification (profile ``medstream-ps315-annexE-v2``): DICOM PS3.15
 Annex E Basic Profile with keyed date shifting, EDF/BDF headers and
-annotations, report text.
+annotations, WFDB headers, report text.
 
-One module per format; ``policy.py`` holds the site's choices
-(``DeidPolicy``), ``keys.py`` the secret and everything keyed on it,
-``annex_e.py`` Table E.1-1 as data. See ``dataengine/deid/README.md``.
+One module per format, each ``deidentify_<format>(source, key, policy)``
+returning the result and a ``DeidStats`` (``base.py``); ``policy.py`` holds
+the site's choices (``DeidPolicy``), ``keys.py`` the secret and everything
+keyed on it, ``annex_e.py`` Table E.1-1 as data. The rules:
+``dataengine/deid/README.md``.
 """
 
+from dataengine.deid.base import DeidStats
 from dataengine.deid.dicom import (
     PROFILE,
     DicomDeidStats,
@@ -26,15 +29,17 @@ from dataengine.deid.edf import (
 from dataengine.deid.keys import DeidKey, date_shift_days, load_key, pseudonym, remap_uid
 from dataengine.deid.policy import DeidPolicy
 from dataengine.deid.report import date_variants, name_variants, redact_report
-from dataengine.deid.wfdb import WfdbDeidStats, deidentify_wfdb, wfdb_known_phi
+from dataengine.deid.wfdb import WfdbDeidStats, WfdbFiles, deidentify_wfdb, wfdb_known_phi
 
 __all__ = [
     "PROFILE",
     "DeidKey",
     "DeidPolicy",
+    "DeidStats",
     "DicomDeidStats",
     "EdfDeidStats",
     "WfdbDeidStats",
+    "WfdbFiles",
     "date_shift_days",
     "date_variants",
     "deidentify_dicom",

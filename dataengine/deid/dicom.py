@@ -1,78 +1,11 @@
-"""De-identify one DICOM dataset: profile ``medstream-ps315-annexE-v2``.
+"""De-identify one DICOM dataset: profile ``medstream-ps315-annexE-v2``,
+PS3.15 Annex E Basic Profile (``113100``) with keyed date shifting
+(``113107``) and the safe private option (``113111``), recursively through
+every sequence and the file meta.
 
-The DICOM PS3.15 Annex E **Basic Application Level Confidentiality Profile**
-(code ``113100``), with the **Retain Longitudinal Temporal Information with
-Modified Dates Option** (``113107``) when ``DeidPolicy.date_mode`` is
-``"shift"`` and, when the policy keeps any, the **Retain Safe Private
-Option** (``113111``). Applied recursively to every item of every sequence
-and to the file meta. Exactly what happens to an element, in this order:
-
-1. **Burned-in text.** ``BurnedInAnnotation`` or ``RecognizableVisualFeatures``
-   equal to ``YES`` raises ``BurnedInAnnotationError`` (kind
-   ``burned_in_annotation``) before anything is changed, unless
-   ``DeidPolicy.allow_burned_in``. Pixel data is never inspected: an image
-   that carries text in its pixels without saying so is a known gap.
-2. **Private elements** (odd groups) are removed, except those named in
-   ``DeidPolicy.keep_private`` as ``"GGGG,CREATOR,EE"``: an element
-   ``(gggg,xxEE)`` is kept when its block's private creator ``(gggg,00xx)``
-   reads ``CREATOR``; the creator element is kept with it. Block numbers
-   ``xx`` differ between files, so they are not part of the name.
-3. **Table E.1-1** (``annex_e.BASIC_PROFILE``, 617 attributes, plus the
-   curve ``(50xx,xxxx)`` and overlay ``(60xx,xxxx)`` groups, removed whole):
-   ``X`` removes; ``Z`` empties (a sequence loses its items); ``D`` writes a
-   dummy of the VR (text ``ANONYMIZED``, numbers ``0``; a binary value such
-   as an encapsulated document is removed instead, since no dummy can stand
-   in for it; a sequence keeps its items, de-identified); ``U`` remaps the
-   UID. Combinations take the first action that keeps common image IODs
-   valid: ``Z/D``, ``X/Z``, ``X/Z/D`` empty; ``X/D`` removes; ``X/Z/U*``
-   keeps the sequence and remaps the UIDs in its items. Deliberately
-   stricter than the table: ``ContentSequence`` is removed (2024b says D;
-   structured free text cannot be cleaned here), and so are the file meta's
-   application titles, network addresses and private information
-   (``annex_e.MEDSTREAM_EXTRA``) and every group-length element.
-   ``PatientName`` and ``PatientID`` (``Z`` and ``Z/D``) become the keyed
-   pseudonym of the original ``PatientID`` (``keys.pseudonym``, namespace
-   ``patient``; ``ANONYMOUS`` when there is none), so one patient's studies
-   stay linkable under one key. Patient characteristics follow the Basic
-   Profile too (sex emptied; age, size, weight removed): the Retain Patient
-   Characteristics Option is not offered.
-4. **Dates and times** (VR DA, DT, TM, listed or not). ``date_mode="shift"``:
-   every DA value and the date part of every DT value moves by
-   ``keys.date_shift_days(key, original PatientID, max_date_shift_days)``
-   days (always back in time, the same for every file of the patient, so
-   intervals survive; files without a PatientID share the shift of ``""``);
-   the UTC offset suffix of a DT is dropped (it hints at the place); TM
-   values are kept, since the option retains them and a time of day alone
-   does not identify. Table actions on dates are overridden by the option,
-   except ``PatientBirthDate``, which is emptied (``Z``) even when shifting,
-   and ``PatientBirthTime``, removed. ``date_mode="remove"``: dates and times
-   with action ``X`` or ``X/D`` are removed, those with ``D`` get the dummy
-   ``19000101`` / ``19000101000000`` / ``000000``, every other one is
-   emptied. In both modes a value that is not a valid date/time (or a DT
-   with less than a full date, which cannot be shifted by days) is removed.
-5. **Elements the table does not list** are kept (as Annex E says), except:
-   every element of VR PN (a person name anywhere is identifying), LT, ST or
-   UT (free text that cannot be checked) or UN (a value we cannot parse), and
-   every element the DICOM dictionary does not name (retired-and-forgotten or
-   corrupt tags: nothing says what they hold), is removed; every UI value
-   outside the standard root ``1.2.840.10008.`` is remapped unless the
-   attribute names a class or an encoding (SOP class, transfer syntax,
-   coding scheme: ``_CLASS_UID_KEYWORDS``).
-6. **UIDs** are remapped with ``keys.remap_uid`` (HMAC-SHA256 -> ``2.25.N``),
-   in the dataset, nested items and the file meta
-   (``MediaStorageSOPInstanceUID``), so references between files survive.
-7. **Markers**: ``PatientIdentityRemoved=YES``; ``DeidentificationMethod``
-   names this profile and the date mode; ``DeidentificationMethodCodeSequence``
-   gains ``(113100, DCM)`` and, as applies, ``(113107, DCM)`` and ``(113111,
-   DCM)``; ``LongitudinalTemporalInformationModified`` is ``MODIFIED``
-   (shift) or ``REMOVED``.
-
-Pixel data and every attribute the decoder needs (geometry, rescale,
-photometric) are untouched. An element pydicom cannot even read is removed.
-A kept text value holding binary bytes is refused with ``DeidError``: a
-corrupt length made it swallow the elements after it, so PHI could hide
-inside a kept attribute. Any other failure on a malformed dataset is a
-``DeidError`` too.
+The rules, in the order they apply (burned-in text, private elements,
+Table E.1-1 actions, dates, unlisted elements, UIDs, markers):
+``dataengine/deid/README.md``. Table E.1-1 is data in ``annex_e.py``.
 """
 
 from __future__ import annotations
@@ -81,7 +14,8 @@ import datetime as _dt
 import io
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
+from typing import ClassVar
 
 import pydicom
 from pydicom.dataelem import DataElement
@@ -90,10 +24,12 @@ from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag, Tag
 
 from dataengine.deid.annex_e import BASIC_PROFILE, MEDSTREAM_EXTRA, repeating_action, resolve
+from dataengine.deid.base import DeidStats, checked_policy
 from dataengine.deid.keys import DeidKey, date_shift_days, pseudonym, remap_uid
 from dataengine.deid.policy import DeidPolicy, PrivateTagRef
 from dataengine.deid.report import date_variants, name_variants
 from dataengine.errors import BurnedInAnnotationError, DeidError
+from dataengine.formats.dicom import dicom_text, element_texts, element_values
 
 __all__ = [
     "DEID_METHOD",
@@ -103,7 +39,6 @@ __all__ = [
     "deidentify_dicom_bytes",
     "dicom_known_phi",
     "dicom_patient_id",
-    "dicom_text",
     "dicom_to_bytes",
     "private_tags_kept",
 ]
@@ -160,9 +95,20 @@ _TM = re.compile(r"^(\d{2})(?::?(\d{2})(?::?(\d{2})(?:\.\d{1,6})?)?)?$")
 
 
 @dataclass
-class DicomDeidStats:
+class DicomDeidStats(DeidStats):
     """What ``deidentify_dicom`` changed in one dataset (element counts;
     ``uids_remapped`` counts values). Each changed element is counted once."""
+
+    COUNTERS: ClassVar[dict[str, str]] = {
+        "removed": "dicom_elements_removed",
+        "emptied": "dicom_elements_emptied",
+        "replaced": "dicom_elements_replaced",
+        "uids_remapped": "uids_remapped",
+        "dates_shifted": "dates_shifted",
+        "dates_removed": "dates_removed",
+        "private_tags_removed": "private_tags_removed",
+        "private_tags_kept": "private_tags_kept",
+    }
 
     removed: int = 0  # X, and the unlisted PN / free text / UN rule
     emptied: int = 0  # Z
@@ -172,23 +118,6 @@ class DicomDeidStats:
     dates_removed: int = 0  # emptied, removed or dummied dates/times
     private_tags_removed: int = 0
     private_tags_kept: int = 0
-
-    def add(self, other: DicomDeidStats) -> None:
-        for f in fields(self):
-            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
-
-    def as_counters(self) -> dict[str, int]:
-        """Counts under the names the pack manifest uses."""
-        return {
-            "dicom_elements_removed": self.removed,
-            "dicom_elements_emptied": self.emptied,
-            "dicom_elements_replaced": self.replaced,
-            "uids_remapped": self.uids_remapped,
-            "dates_shifted": self.dates_shifted,
-            "dates_removed": self.dates_removed,
-            "private_tags_removed": self.private_tags_removed,
-            "private_tags_kept": self.private_tags_kept,
-        }
 
 
 @dataclass
@@ -208,14 +137,6 @@ def _datasets(ds: Dataset) -> Iterator[Dataset]:
         if elem.VR == "SQ" and elem.value is not None:
             for item in elem.value:
                 yield from _datasets(item)
-
-
-def dicom_text(value: object) -> str:
-    """A DICOM element value as text: bytes read as Latin-1, ``None`` as
-    ``""``, padding spaces and NULs stripped (shared with ``verify``)."""
-    if isinstance(value, bytes):
-        value = value.decode("latin-1")
-    return "" if value is None else str(value).strip(" \x00")
 
 
 def dicom_patient_id(ds: Dataset) -> str:
@@ -244,15 +165,6 @@ def _check_burned_in(ds: Dataset, policy: DeidPolicy) -> None:
                 "which header de-identification cannot remove (refused; the policy's "
                 "allow_burned_in packs such images anyway)"
             )
-
-
-def _values(elem: DataElement) -> list[object]:
-    value = elem.value
-    if value is None or value == "":
-        return []
-    if isinstance(value, str | bytes) or elem.VM <= 1:
-        return [value]
-    return list(value)
 
 
 def _set(ds: Dataset, tag: BaseTag, values: list[object]) -> None:
@@ -297,8 +209,7 @@ def _valid_tm(value: str) -> bool:
 def _clean_date(ds: Dataset, elem: DataElement, action: str | None, ctx: _Context) -> None:
     tag = elem.tag
     vr = elem.VR
-    values = [dicom_text(v) for v in _values(elem)]
-    values = [v for v in values if v]
+    values = [v for v in element_texts(elem) if v]
     stats = ctx.stats
     if int(tag) == _BIRTH_TIME:
         del ds[tag]
@@ -346,7 +257,7 @@ def _remap_values(elem: DataElement, ctx: _Context) -> list[object] | None:
     """The element's UIDs remapped, or ``None`` when nothing changes."""
     out: list[object] = []
     count = 0
-    for v in _values(elem):
+    for v in element_values(elem):
         uid = dicom_text(v)
         if uid and not uid.startswith(_STANDARD_UID_ROOT):
             out.append(remap_uid(ctx.key, uid))
@@ -376,7 +287,7 @@ def _empty(ds: Dataset, elem: DataElement, ctx: _Context) -> None:
         if elem.value:
             ds[elem.tag].value = Sequence([])
             ctx.stats.emptied += 1
-    elif _values(elem):
+    elif element_values(elem):
         ds[elem.tag].value = None if elem.VR in _NUMERIC_VRS else ""
         ctx.stats.emptied += 1
 
@@ -431,7 +342,7 @@ def _clean_element(ds: Dataset, elem: DataElement, ctx: _Context, depth: int) ->
         del ds[tag]
         stats.removed += 1
     else:  # dummy
-        values = _values(elem)
+        values = element_values(elem)
         ds[tag].value = _dummy(vr)
         if values:
             stats.replaced += 1
@@ -535,8 +446,8 @@ def _check_text(ds: Dataset, where: str) -> None:
             elem = level[tag]
             if elem.VR not in _STRING_VRS:
                 continue
-            for v in _values(elem):
-                if _BINARY_IN_TEXT.search(dicom_text(v)):
+            for text in element_texts(elem):
+                if _BINARY_IN_TEXT.search(text):
                     raise DeidError(
                         f"{where}element {tag} {elem.keyword or 'private'} ({elem.VR}) holds "
                         "binary bytes: the file is corrupt (a wrong value length made it "
@@ -571,17 +482,16 @@ def _mark(ds: Dataset, ctx: _Context) -> None:
 def deidentify_dicom(
     ds: Dataset, key: DeidKey, policy: DeidPolicy | None = None
 ) -> tuple[Dataset, DicomDeidStats]:
-    """De-identify ``ds`` **in place** (see the module docstring) and return it
-    with counts of what changed.
+    """De-identify ``ds`` **in place** (rules: ``deid/README.md``) and return
+    it with counts of what changed. ``key`` and ``policy`` as every
+    de-identifier takes them (``deid.base.checked_policy``).
 
     Raises ``BurnedInAnnotationError`` for an image that declares burned-in
     text (unless ``policy.allow_burned_in``), and ``DeidError`` for anything
     that cannot be made safe (malformed beyond reading, private elements that
     will not go, sequences nested absurdly deep).
     """
-    policy = DeidPolicy() if policy is None else policy
-    if not isinstance(policy, DeidPolicy):
-        raise DeidError(f"policy must be a DeidPolicy, got {type(policy).__name__}")
+    policy = checked_policy(key, policy)
     _check_burned_in(ds, policy)
     original_id = dicom_patient_id(ds)
     ctx = _Context(
@@ -703,7 +613,7 @@ def dicom_known_phi(ds: Dataset) -> dict[str, str]:
                 elem = level[tag]
                 if tag.is_private or elem.value in (None, ""):
                     continue
-                values = _values(elem)
+                values = element_values(elem)
             except Exception:
                 continue
             if elem.VR == "PN":

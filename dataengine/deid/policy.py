@@ -1,6 +1,6 @@
 """The de-identification policy: the choices an operator makes per pack run.
 
-Everything else about the profile is fixed (see ``dicom.py`` and ``edf.py``);
+Everything else about the profile is fixed (``dataengine/deid/README.md``);
 these four knobs are the options PS3.15 Annex E leaves to the site.
 """
 

@@ -1,24 +1,11 @@
-"""De-identify a WFDB record by rewriting its ``.hea`` header.
+"""De-identify a WFDB record by rewriting its ``.hea`` header: record and
+signal file names become ``wave_NNNN``, the base date and time go, the
+``#`` comments are replaced by one placeholder line; the signal files are
+not touched, so the decoded signals are identical.
 
-What the header can carry about a person, and what is written instead:
-
-=====================================  ==============================================
-where                                  written
-=====================================  ==============================================
-record name (record line, 1st field)   the new name, e.g. ``wave_0000``
-base time and base date (record line)  removed (fields 5 and 6); counter/fs kept
-signal file names (1st field of each   ``<name>.dat``, then ``<name>_1.dat``, ... in
-signal line)                           order of first use (the original suffix is
-                                       kept when it is a plain ``.xyz``)
-``#`` comment lines (free text: age,   all removed; one ``# de-identified: ...``
-sex, name, diagnosis, ...)             line is written in their place
-=====================================  ==============================================
-
-Everything else in the signal lines (format, gain, baseline, units,
-resolution, zero, initial value, checksum, block size, description) is kept
-byte for byte, and the signal files are not touched, so the decoded signals
-are identical. ``wfdb_known_phi`` extracts the values the comments and the
-base date held, for report redaction (the join).
+The rules, field by field: ``dataengine/deid/README.md``.
+``wfdb_known_phi`` extracts the values the comments and the base date held,
+for report redaction (the join).
 """
 
 from __future__ import annotations
@@ -26,12 +13,22 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import ClassVar
 
+from dataengine.deid.base import DeidStats, checked_policy
+from dataengine.deid.keys import DeidKey
+from dataengine.deid.policy import DeidPolicy
 from dataengine.deid.report import date_variants, name_variants
 from dataengine.errors import DecodeError, DeidError
 from dataengine.formats.wfdb import WfdbHeader, parse_wfdb_header
 
-__all__ = ["COMMENT_PLACEHOLDER", "WfdbDeidStats", "deidentify_wfdb", "wfdb_known_phi"]
+__all__ = [
+    "COMMENT_PLACEHOLDER",
+    "WfdbDeidStats",
+    "WfdbFiles",
+    "deidentify_wfdb",
+    "wfdb_known_phi",
+]
 
 COMMENT_PLACEHOLDER = "# de-identified: comments removed"
 
@@ -62,35 +59,58 @@ _BASE_DATE = re.compile(r"^(\d{1,2})/(\d{1,2})/(\d{4})$")  # WFDB dd/mm/yyyy
 
 
 @dataclass(frozen=True)
-class WfdbDeidStats:
-    """What ``deidentify_wfdb`` changed: comment lines removed, record-line
-    fields removed (base time/date), signal files renamed."""
+class WfdbFiles:
+    """A WFDB record as stored: the ``.hea`` header and its signal files by
+    the names the header uses (``EncodedFile.data`` and ``.companions``)."""
 
-    comments_removed: int
-    fields_removed: int
-    files_renamed: int
+    header: bytes
+    companions: Mapping[str, bytes]
+
+
+@dataclass
+class WfdbDeidStats(DeidStats):
+    """What ``deidentify_wfdb`` changed: the header rewritten, comment lines
+    removed, record-line fields removed (base time/date), signal files
+    renamed."""
+
+    COUNTERS: ClassVar[dict[str, str]] = {
+        "headers_rewritten": "wfdb_headers_rewritten",
+        "comments_removed": "wfdb_comments_removed",
+    }
+
+    headers_rewritten: int = 0
+    comments_removed: int = 0
+    fields_removed: int = 0
+    files_renamed: int = 0
 
 
 def deidentify_wfdb(
-    header: bytes, companions: Mapping[str, bytes], record_name: str
-) -> tuple[bytes, dict[str, bytes], WfdbDeidStats]:
-    """De-identify a record: the rewritten header (ASCII, ``\\n`` line ends),
-    its signal files under their new names, and what was changed.
+    record: WfdbFiles,
+    key: DeidKey,
+    policy: DeidPolicy | None = None,
+    *,
+    record_name: str,
+) -> tuple[WfdbFiles, WfdbDeidStats]:
+    """De-identify a record (rules: ``deid/README.md``): the rewritten header
+    (ASCII, ``\\n`` line ends) with its signal files under their new names,
+    and what was changed.
 
-    ``companions``: the signal files by the names the original header uses
-    (every one it names must be present; others are dropped).
-    ``record_name``: the new record name, a plain file name such as
-    ``wave_0000``. Raises ``DeidError`` when the header cannot be parsed or a
-    signal file it names is missing.
+    ``key`` and ``policy`` as every de-identifier takes them
+    (``deid.base.checked_policy``); the base date is removed in either date
+    mode. ``record.companions``: every signal file the header names must be
+    present; others are dropped. ``record_name``: the new record name, a
+    plain file name such as ``wave_0000``. Raises ``DeidError`` when the
+    header cannot be parsed or a signal file it names is missing.
     """
+    checked_policy(key, policy)
     if not _RECORD_NAME.match(record_name):
         raise ValueError(f"record_name must be a plain file name, got {record_name!r}")
     try:
-        parsed = parse_wfdb_header(header)
+        parsed = parse_wfdb_header(record.header)
     except DecodeError as exc:
         raise DeidError(f"cannot de-identify WFDB header: {exc}") from exc
     renames = _renames(parsed, record_name)
-    missing = [name for name in renames if name not in companions]
+    missing = [name for name in renames if name not in record.companions]
     if missing:
         raise DeidError(
             f"WFDB header references signal file {missing[0]!r}, which is not in the study"
@@ -107,13 +127,14 @@ def deidentify_wfdb(
     if parsed.comment_lines:
         lines.append(COMMENT_PLACEHOLDER)
     text = "\n".join(lines) + "\n"
-    files = {renames[old]: companions[old] for old in renames}
+    files = {renames[old]: record.companions[old] for old in renames}
     stats = WfdbDeidStats(
+        headers_rewritten=1,
         comments_removed=len(parsed.comment_lines),
         fields_removed=fields_removed,
         files_renamed=len(renames),
     )
-    return text.encode("ascii"), files, stats
+    return WfdbFiles(text.encode("ascii"), files), stats
 
 
 def wfdb_known_phi(header: bytes) -> dict[str, str]:

@@ -18,6 +18,7 @@ import numpy as np
 import pyedflib
 
 from dataengine.errors import DecodeError
+from dataengine.formats.edf_header import ANNOTATION_LABELS, BDF_VERSION
 from dataengine.formats.waveform import (
     STANDARD_12_LEAD,
     Waveform,
@@ -36,9 +37,6 @@ __all__ = [
 ]
 
 _LOG = logging.getLogger(__name__)
-
-BDF_VERSION = b"\xffBIOSEMI"
-_ANNOTATION_LABELS = ("EDF Annotations", "BDF Annotations")
 
 
 def decode_edf(data: bytes) -> Waveform:
@@ -82,7 +80,7 @@ def _read(path: str, *, label: str) -> Waveform:
     try:
         for i in range(reader.signals_in_file):
             name = reader.getLabel(i).strip()
-            if name in _ANNOTATION_LABELS:  # plain EDF lists them as signals
+            if name in ANNOTATION_LABELS:  # plain EDF lists them as signals
                 continue
             rate = float(reader.getSampleFrequency(i))
             if not (math.isfinite(rate) and rate > 0):

@@ -25,7 +25,7 @@ from dataengine.deid.edf import deidentify_edf, edf_known_phi, edf_patient_id
 from dataengine.deid.keys import DeidKey, date_shift_days, pseudonym, remap_uid
 from dataengine.deid.policy import DeidPolicy
 from dataengine.deid.report import redact_report
-from dataengine.deid.wfdb import deidentify_wfdb, wfdb_known_phi
+from dataengine.deid.wfdb import WfdbFiles, deidentify_wfdb, wfdb_known_phi
 from dataengine.errors import DataEngineError, DecodeError
 from dataengine.formats.dispatch import decode_waveform
 from dataengine.formats.edf import edf_format
@@ -363,20 +363,24 @@ class _Study:
             name = f"wave_{len(self.waveforms):04d}"
             try:
                 phi = wfdb_known_phi(data)
-                clean, clean_files, stats = deidentify_wfdb(data, files, name)
-                wave = decode_waveform("wfdb", clean, clean_files, label=rel)
+                clean, stats = deidentify_wfdb(
+                    WfdbFiles(data, files), self.task.key, self.task.policy, record_name=name
+                )
+                wave = decode_waveform("wfdb", clean.header, clean.companions, label=rel)
             except Exception as exc:
                 self.quarantine(rel, exc, None if isinstance(exc, DataEngineError) else "decode")
                 continue
             self.known_phi.update(phi)
             self.waveforms.append(
                 record_pb2.EncodedFile(
-                    format="wfdb", name=f"{name}.hea", data=clean, companions=clean_files
+                    format="wfdb",
+                    name=f"{name}.hea",
+                    data=clean.header,
+                    companions=clean.companions,
                 )
             )
             self.result.files_decoded["wfdb"] += 1
-            self.result.deid["wfdb_headers_rewritten"] += 1
-            self.result.deid["wfdb_comments_removed"] += stats.comments_removed
+            self.result.deid.update(stats.as_counters())
             if len(self.waveforms) == 1:
                 self.meta.update(
                     waveform_channels=str(len(wave.channels)), waveform_rate_hz=f"{wave.rate_hz:g}"

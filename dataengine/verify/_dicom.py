@@ -14,9 +14,10 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 
-from dataengine.deid.dicom import dicom_text, private_tags_kept
+from dataengine.deid.dicom import private_tags_kept
 from dataengine.deid.policy import PrivateTagRef, parse_private_tag
 from dataengine.errors import ConfigError
+from dataengine.formats.dicom import dicom_text, element_texts
 from dataengine.verify._scan import Finding, PhiScanner, mask
 
 __all__ = ["DeidRules", "check_dicom"]
@@ -58,15 +59,6 @@ class DeidRules:
             except ConfigError:
                 continue  # an unparseable entry allows nothing
         return cls(frozenset(refs), policy.get("allow_burned_in") is True)
-
-
-def _values(elem: DataElement) -> list[str]:
-    value = elem.value
-    if value is None or value == "":
-        return []
-    if isinstance(value, str | bytes) or elem.VM <= 1:
-        return [dicom_text(value)]
-    return [dicom_text(v) for v in value]
 
 
 def _name(tag: BaseTag, keyword: str) -> str:
@@ -151,7 +143,7 @@ def _check_element(
     vr = elem.VR
     if vr == "SQ" or vr in _SKIPPED_VRS:
         return []
-    values = _values(elem)
+    values = element_texts(elem)
     loc = f"{where} {path}".strip()
     out: list[Finding] = []
     if vr == "PN":

@@ -37,7 +37,7 @@ from dataengine.deid.dicom import deidentify_dicom_bytes
 from dataengine.deid.edf import deidentify_edf_bytes
 from dataengine.deid.keys import DeidKey
 from dataengine.deid.report import redact_report
-from dataengine.deid.wfdb import deidentify_wfdb
+from dataengine.deid.wfdb import WfdbFiles, deidentify_wfdb
 from dataengine.errors import DataEngineError, DataLossError
 from dataengine.formats.dicom import decode_series, read_dicom
 from dataengine.formats.edf import decode_edf
@@ -282,7 +282,9 @@ def test_wfdb_header_and_signal_file(data: st.DataObject) -> None:
         dat = data.draw(mutated(dat, hot=64), label="signal file")
     _only_documented_errors(lambda: parse_wfdb_header(header))
     _only_documented_errors(lambda: decode_wfdb(header, {"rec.dat": dat}))
-    _only_documented_errors(lambda: deidentify_wfdb(header, {"rec.dat": dat}, "wave_0000"))
+    _only_documented_errors(
+        lambda: deidentify_wfdb(WfdbFiles(header, {"rec.dat": dat}), KEY, record_name="wave_0000")
+    )
 
 
 # -- reports ---------------------------------------------------------------------

@@ -25,6 +25,7 @@ from dataengine.errors import ConfigError, DecodeError
 from dataengine.synth import PHI_PLANTED_NAME
 
 KEY = DeidKey(b"medstream-test-deid-key")
+REMOVE = DeidPolicy(date_mode="remove")
 START = dt.datetime(2020, 5, 17, 13, 45, 10)
 LABELS = ("EEG Fp1-REF", "ECG II", "Anna Berg", "SpO2")
 ANNOTATIONS = (
@@ -101,13 +102,13 @@ def _decoded(tmp_path: Path, data: bytes, name: str) -> tuple[Any, ...]:
     return _read_all(path)
 
 
-# -- the synthetic corpus (plain two-argument call: dates removed) -------------
+# -- the synthetic corpus ---------------------------------------------------------
 
 
 def test_header_rewritten_signals_identical(raw: Path, tmp_path: Path) -> None:
     source = raw / "study_0000" / "ecg.edf"
     data = source.read_bytes()
-    out = deidentify_edf_bytes(data)
+    out = deidentify_edf_bytes(data, KEY, REMOVE)
     assert len(out) == len(data)
     assert out[8:88] == b"X X X X".ljust(80)
     assert out[88:168] == b"Startdate X X X X".ljust(80)
@@ -149,7 +150,7 @@ def test_known_phi_from_the_header(raw: Path) -> None:
     _day, month, year = birth.split("-")
     assert any(v.endswith(year) and v.startswith(month.title()) for v in known)
     assert known[f"{given} {family}"] == known[family] == "NAME"
-    assert edf_known_phi(deidentify_edf_bytes(data)) == {}
+    assert edf_known_phi(deidentify_edf_bytes(data, KEY, REMOVE)) == {}
     assert edf_patient_id(data) == code
 
 
@@ -200,8 +201,8 @@ def test_remove_mode_and_default_patient(tmp_path: Path) -> None:
     assert header["startdate"] == dt.datetime(1985, 1, 1)
     assert stats.dates_removed == 1 and stats.dates_shifted == 0
     shifted = deidentify_edf_bytes(data, KEY)  # key, no policy: the default (shift)
-    assert shifted == deidentify_edf_bytes(data, KEY, DeidPolicy(), "MRN-12345")
-    other = deidentify_edf_bytes(data, KEY, DeidPolicy(), "SOMEONE-ELSE")
+    assert shifted == deidentify_edf_bytes(data, KEY, DeidPolicy(), patient_id="MRN-12345")
+    other = deidentify_edf_bytes(data, KEY, DeidPolicy(), patient_id="SOMEONE-ELSE")
     assert other[168:176] != shifted[168:176]
     with pytest.raises(ConfigError, match=r"deid\.key"):
         deidentify_edf_bytes(data, None, DeidPolicy())
@@ -269,9 +270,9 @@ def test_trailing_bytes_are_dropped(tmp_path: Path) -> None:
 
 def test_malformed_input_is_a_decode_error(tmp_path: Path) -> None:
     with pytest.raises(DecodeError, match="shorter than its 256-byte header"):
-        deidentify_edf_bytes(b"0       short")
+        deidentify_edf_bytes(b"0       short", KEY)
     with pytest.raises(DecodeError, match="not an EDF file"):
-        deidentify_edf_bytes(b"BIOSEMI " + b" " * 300)
+        deidentify_edf_bytes(b"BIOSEMI " + b" " * 300, KEY)
     data = _write_with_patient_fields(tmp_path / "in.edf", pyedflib.FILETYPE_EDFPLUS)
     with pytest.raises(DecodeError, match="truncated"):
         deidentify_edf_bytes(data[:-10], KEY)

@@ -8,7 +8,8 @@ import warnings
 import numpy as np
 import pytest
 
-from dataengine.deid.wfdb import COMMENT_PLACEHOLDER, deidentify_wfdb, wfdb_known_phi
+from dataengine.deid import DeidKey
+from dataengine.deid.wfdb import COMMENT_PLACEHOLDER, WfdbFiles, deidentify_wfdb, wfdb_known_phi
 from dataengine.errors import DeidError
 from dataengine.formats.wfdb import decode_wfdb
 
@@ -17,6 +18,8 @@ with warnings.catch_warnings():  # wfdb 4.3 uses pandas APIs deprecated in panda
     import wfdb
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:wfdb")
+
+KEY = DeidKey(b"medstream-test-deid-key")
 
 NAMES = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
 COMMENTS = [
@@ -51,7 +54,8 @@ def test_header_is_rewritten_and_signals_unchanged(record: tuple[bytes, dict[str
     header, files = record
     original = header.decode().splitlines()
 
-    clean, clean_files, stats = deidentify_wfdb(header, files, "wave_0000")
+    cleaned, stats = deidentify_wfdb(WfdbFiles(header, files), KEY, record_name="wave_0000")
+    clean, clean_files = cleaned.header, cleaned.companions
 
     lines = clean.decode("ascii").splitlines()
     assert lines[0] == "wave_0000 12 500 1000"  # base time and date gone
@@ -86,7 +90,8 @@ def test_several_signal_files_are_renamed_consistently() -> None:
     )
     files = {"holter_a.dat": bytes(16), "holter_b.dat": bytes(8), "stray.dat": b"x"}
 
-    clean, clean_files, stats = deidentify_wfdb(header, files, "wave_0003")
+    cleaned, stats = deidentify_wfdb(WfdbFiles(header, files), KEY, record_name="wave_0003")
+    clean, clean_files = cleaned.header, cleaned.companions
 
     assert clean.decode().splitlines() == [
         "wave_0003 3 250 4",
@@ -112,9 +117,9 @@ def test_missing_signal_file_and_bad_header_are_refused(
     record: tuple[bytes, dict[str, bytes]],
 ) -> None:
     with pytest.raises(DeidError, match=r"signal file 'doe_john_4455667\S*\.dat', which is not in"):
-        deidentify_wfdb(record[0], {}, "wave_0000")
+        deidentify_wfdb(WfdbFiles(record[0], {}), KEY, record_name="wave_0000")
     with pytest.raises(DeidError, match=r"cannot de-identify WFDB header: .*no record line"):
-        deidentify_wfdb(b"# only a comment\n", {}, "wave_0000")
+        deidentify_wfdb(WfdbFiles(b"# only a comment\n", {}), KEY, record_name="wave_0000")
     with pytest.raises(ValueError, match="plain file name"):
-        deidentify_wfdb(record[0], record[1], "../x")
+        deidentify_wfdb(WfdbFiles(*record), KEY, record_name="../x")
     assert wfdb_known_phi(b"\xff\xfe garbage") == {}
