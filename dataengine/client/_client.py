@@ -214,11 +214,12 @@ class EngineClient:
     def load_state_dict(self, state: dict[str, int]) -> None:
         if int(state["seed"]) != self.config.seed:
             raise ConfigError(
-                "seed", f"cursor was taken with seed {state['seed']}, client has {self.config.seed}"
+                "cursor.seed",
+                f"cursor was taken with seed {state['seed']}, client has {self.config.seed}",
             )
         position = int(state["position"])
         if not 0 <= position <= self.num_samples:
-            raise ConfigError("position", f"{position} is outside 0..{self.num_samples}")
+            raise ConfigError("cursor.position", f"{position} is outside 0..{self.num_samples}")
         self._epoch, self._position = int(state["epoch"]), position
 
     # -- batches ---------------------------------------------------------

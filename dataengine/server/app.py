@@ -85,7 +85,7 @@ def _load_manifests(roots: tuple[Path, ...]) -> tuple[dict[str, Manifest], dict[
     for root in roots:
         manifest = Manifest.load(root)
         if manifest.name in manifests:
-            raise ConfigError("datasets", f"two datasets are named {manifest.name!r}")
+            raise ConfigError("server.datasets", f"two datasets are named {manifest.name!r}")
         manifests[manifest.name] = manifest
         paths[manifest.name] = Path(root).resolve()
     return manifests, paths
@@ -206,7 +206,7 @@ class EngineServer:
         try:
             self.port = server.add_insecure_port(address)
         except RuntimeError as exc:
-            raise ConfigError("port", f"cannot bind {address} (in use?): {exc}") from None
+            raise ConfigError("server.port", f"cannot bind {address} (in use?): {exc}") from None
         server.start()
         if self.config.metrics_port is not None:
             registry = CollectorRegistry()
