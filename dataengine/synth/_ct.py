@@ -80,6 +80,83 @@ def _uid(seed: int, study_index: int, *parts: object) -> str:
     )
 
 
+_SPACING_MM = (0.7, 0.7)  # row, column
+_THICKNESS_MM = 5.0
+
+
+def _describe_study(ds: Dataset, ident: Identity, study_index: int) -> None:
+    """Patient, study, series and equipment attributes, PHI included."""
+    date = ident.study_datetime.strftime("%Y%m%d")
+    time = ident.study_datetime.strftime("%H%M%S")
+    ds.SpecificCharacterSet = "ISO_IR 100"
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = ds.ContentDate = date
+    ds.StudyTime = ds.SeriesTime = ds.AcquisitionTime = ds.ContentTime = time
+    ds.AccessionNumber = ident.accession
+    ds.Modality = "CT"
+    ds.Manufacturer = "ACME Medical"
+    ds.InstitutionName = ident.institution
+    ds.InstitutionAddress = ident.institution_address
+    ds.ReferringPhysicianName = ident.doctor_dicom
+    ds.StationName = "CT-ROOM-03"
+    ds.StudyDescription = "CT ABDOMEN WITHOUT CONTRAST"
+    ds.SeriesDescription = "AXIAL 5MM"
+    ds.OperatorsName = "^".join(reversed(ident.technician)).upper()
+    ds.ManufacturerModelName = "Synthetica 64"
+    ds.PatientName = ident.dicom_name
+    ds.PatientID = ident.mrn
+    ds.PatientBirthDate = ident.birth_date.strftime("%Y%m%d")
+    ds.PatientSex = ident.sex
+    ds.PatientTelephoneNumbers = ident.phone_dashed
+    ds.BodyPartExamined = "ABDOMEN"
+    ds.KVP = "120"
+    ds.DeviceSerialNumber = f"SN{study_index:06d}"
+    ds.PatientPosition = "FFS"
+    ds.StudyID = "1"
+    ds.SeriesNumber = 2
+
+
+def _describe_slice(ds: Dataset, i: int, rows: int, cols: int) -> None:
+    """Geometry and pixel-format attributes of slice ``i`` (HU = stored - 1024)."""
+    ds.SliceThickness = f"{_THICKNESS_MM:.1f}"
+    ds.ImagePositionPatient = [
+        f"{-cols * _SPACING_MM[1] / 2:.2f}",
+        f"{-rows * _SPACING_MM[0] / 2:.2f}",
+        f"{-i * _THICKNESS_MM:.2f}",
+    ]
+    ds.ImageOrientationPatient = ["1", "0", "0", "0", "1", "0"]
+    ds.PositionReferenceIndicator = ""
+    ds.SliceLocation = f"{-i * _THICKNESS_MM:.2f}"
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows = rows
+    ds.Columns = cols
+    ds.PixelSpacing = [f"{_SPACING_MM[0]:.2f}", f"{_SPACING_MM[1]:.2f}"]
+    ds.BitsAllocated = 16
+    ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 1
+    ds.WindowCenter = "40"
+    ds.WindowWidth = "400"
+    ds.RescaleIntercept = f"{RESCALE_INTERCEPT:.0f}"
+    ds.RescaleSlope = "1"
+    ds.RescaleType = "HU"
+
+
+def _add_private_phi(ds: Dataset, ident: Identity, first_sop_uid: str) -> None:
+    """PHI hidden where de-identification must find it: private elements,
+    one inside a sequence item."""
+    ref = Dataset()
+    ref.ReferencedSOPClassUID = CT_IMAGE_STORAGE
+    ref.ReferencedSOPInstanceUID = first_sop_uid
+    block = ref.private_block(0x0009, _PRIVATE_CREATOR, create=True)
+    block.add_new(0x02, "LO", ident.mrn)
+    ds.ReferencedImageSequence = [ref]
+    private = ds.private_block(0x0009, _PRIVATE_CREATOR, create=True)
+    private.add_new(0x01, "LO", ident.dicom_name)
+    private.add_new(0x03, "DA", ident.birth_date.strftime("%Y%m%d"))
+
+
 def make_ct_series(
     ident: Identity,
     finding: Finding,
@@ -105,10 +182,6 @@ def make_ct_series(
     series_uid = _uid(seed, study_index, "series")
     frame_uid = _uid(seed, study_index, "frame")
     sop_uids = tuple(_uid(seed, study_index, "sop", i) for i in range(slices))
-    spacing = (0.7, 0.7)
-    thickness = 5.0
-    date = ident.study_datetime.strftime("%Y%m%d")
-    time = ident.study_datetime.strftime("%H%M%S")
     files: dict[int, bytes] = {}
     for i in range(slices):
         meta = FileMetaDataset()
@@ -119,70 +192,15 @@ def make_ct_series(
         ds = Dataset()
         ds.file_meta = meta
         ds.preamble = b"\x00" * 128
-        ds.SpecificCharacterSet = "ISO_IR 100"
-        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
         ds.SOPClassUID = CT_IMAGE_STORAGE
         ds.SOPInstanceUID = sop_uids[i]
-        ds.StudyDate = ds.SeriesDate = ds.AcquisitionDate = ds.ContentDate = date
-        ds.StudyTime = ds.SeriesTime = ds.AcquisitionTime = ds.ContentTime = time
-        ds.AccessionNumber = ident.accession
-        ds.Modality = "CT"
-        ds.Manufacturer = "ACME Medical"
-        ds.InstitutionName = ident.institution
-        ds.InstitutionAddress = ident.institution_address
-        ds.ReferringPhysicianName = ident.doctor_dicom
-        ds.StationName = "CT-ROOM-03"
-        ds.StudyDescription = "CT ABDOMEN WITHOUT CONTRAST"
-        ds.SeriesDescription = "AXIAL 5MM"
-        ds.OperatorsName = "^".join(reversed(ident.technician)).upper()
-        ds.ManufacturerModelName = "Synthetica 64"
-        ds.PatientName = ident.dicom_name
-        ds.PatientID = ident.mrn
-        ds.PatientBirthDate = ident.birth_date.strftime("%Y%m%d")
-        ds.PatientSex = ident.sex
-        ds.PatientTelephoneNumbers = ident.phone_dashed
-        ds.BodyPartExamined = "ABDOMEN"
-        ds.SliceThickness = f"{thickness:.1f}"
-        ds.KVP = "120"
-        ds.DeviceSerialNumber = f"SN{study_index:06d}"
-        ds.PatientPosition = "FFS"
         ds.StudyInstanceUID = study_uid
         ds.SeriesInstanceUID = series_uid
-        ds.StudyID = "1"
-        ds.SeriesNumber = 2
-        ds.InstanceNumber = i + 1
-        ds.ImagePositionPatient = [
-            f"{-cols * spacing[1] / 2:.2f}",
-            f"{-rows * spacing[0] / 2:.2f}",
-            f"{-i * thickness:.2f}",
-        ]
-        ds.ImageOrientationPatient = ["1", "0", "0", "0", "1", "0"]
         ds.FrameOfReferenceUID = frame_uid
-        ds.PositionReferenceIndicator = ""
-        ds.SliceLocation = f"{-i * thickness:.2f}"
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.Rows = rows
-        ds.Columns = cols
-        ds.PixelSpacing = [f"{spacing[0]:.2f}", f"{spacing[1]:.2f}"]
-        ds.BitsAllocated = 16
-        ds.BitsStored = 16
-        ds.HighBit = 15
-        ds.PixelRepresentation = 1
-        ds.WindowCenter = "40"
-        ds.WindowWidth = "400"
-        ds.RescaleIntercept = f"{RESCALE_INTERCEPT:.0f}"
-        ds.RescaleSlope = "1"
-        ds.RescaleType = "HU"
-        ref = Dataset()
-        ref.ReferencedSOPClassUID = CT_IMAGE_STORAGE
-        ref.ReferencedSOPInstanceUID = sop_uids[0]
-        block = ref.private_block(0x0009, _PRIVATE_CREATOR, create=True)
-        block.add_new(0x02, "LO", ident.mrn)
-        ds.ReferencedImageSequence = [ref]
-        private = ds.private_block(0x0009, _PRIVATE_CREATOR, create=True)
-        private.add_new(0x01, "LO", ident.dicom_name)
-        private.add_new(0x03, "DA", ident.birth_date.strftime("%Y%m%d"))
+        ds.InstanceNumber = i + 1
+        _describe_study(ds, ident, study_index)
+        _describe_slice(ds, i, rows, cols)
+        _add_private_phi(ds, ident, sop_uids[0])
         ds.PixelData = stored[i].tobytes()
         if syntax != ExplicitVRLittleEndian:
             ds.compress(syntax, encoding_plugin="pylibjpeg", generate_instance_uid=False)
