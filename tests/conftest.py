@@ -157,3 +157,28 @@ def engine(packed_dataset: Path) -> Iterator[str]:
     proc = EngineProcess([packed_dataset])
     yield proc.address
     assert proc.stop() == 0, "".join(proc.output)
+
+
+@pytest.fixture
+def mount_tmpfs(tmp_path: Path) -> Iterator:
+    """Factory: ``mount_tmpfs("16k") -> Path | None``, a real tmpfs of that
+    size (a full disk on demand), or None where this process may not mount
+    one; every mount is undone at teardown."""
+    mounts: list[Path] = []
+
+    def _mount(size: str) -> Path | None:
+        mount = tmp_path / f"tmpfs-{len(mounts)}-{size}"
+        mount.mkdir()
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)],
+            capture_output=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            return None
+        mounts.append(mount)
+        return mount
+
+    yield _mount
+    for mount in mounts:
+        subprocess.run(["umount", "-l", str(mount)], check=False)

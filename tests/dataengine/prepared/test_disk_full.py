@@ -17,7 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -40,22 +40,9 @@ def _run(dataset: Path, preexec: Callable[[], None] | None = None) -> subprocess
 
 
 @pytest.fixture
-def tmpfs(tmp_path: Path) -> Iterator[Path | None]:
+def tmpfs(mount_tmpfs: Callable[[str], Path | None]) -> Path | None:
     """A 4 MiB tmpfs, or None where this process may not mount one."""
-    mount = tmp_path / "tmpfs"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
-        capture_output=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        yield None
-        return
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+    return mount_tmpfs("4m")
 
 
 def _limit_file_size(limit: int) -> Callable[[], None]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -167,22 +167,13 @@ def test_the_budget_holds_with_lru_eviction(
 
 
 @pytest.fixture
-def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+def tiny_disk(mount_tmpfs: Callable[[str], Path | None]) -> Path:
     """A 16 KiB tmpfs: room for two entries of ``COLD_SPEC`` (about 6 kB,
     two pages each), not six."""
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(mount)],
-        capture_output=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+    mount = mount_tmpfs("16k")
+    if mount is None:
+        pytest.skip("cannot mount a tmpfs here")
+    return mount
 
 
 def test_a_full_disk_is_a_logged_skip_not_a_failed_sample(

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -70,21 +69,12 @@ def test_an_entry_round_trips_and_damage_is_detected(tmp_path: Path) -> None:
 
 
 @pytest.fixture
-def full_disk(tmp_path: Path) -> Iterator[Path]:
+def full_disk(mount_tmpfs: Callable[[str], Path | None]) -> Path:
     """An 8 KiB tmpfs (two pages)."""
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=8k", "tmpfs", str(mount)],
-        capture_output=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+    mount = mount_tmpfs("8k")
+    if mount is None:
+        pytest.skip("cannot mount a tmpfs here")
+    return mount
 
 
 def test_a_write_the_disk_cannot_hold_leaves_no_file(full_disk: Path) -> None:
