@@ -81,6 +81,137 @@ _STATUS = {
 }
 
 
+class _Stream:
+    """The state of one ``StreamSamples`` call between passes: the claims
+    still to send (``todo``, request order), those in the pool
+    (``inflight``), those produced ahead into L0 (``ahead``), and since when
+    (monotonic seconds) no ready claim could be sent although the window had
+    room (``stalled_since``)."""
+
+    def __init__(
+        self,
+        pool: WorkerPool,
+        tiers: TierStack,
+        stats: StatsRecorder,
+        window: int,
+        ahead: int,
+        *,
+        dataset: str,
+        spec: PipelineSpec,
+        request: pb.SampleRequest,
+    ) -> None:
+        """Claim every id of ``request`` in the tiers at once (each sample's
+        source found, the shard fills it needs started)."""
+        self._pool = pool
+        self._tiers = tiers
+        self._stats = stats
+        self._window = window
+        self._ahead_max = ahead
+        self._dataset = dataset
+        self._spec = spec
+        self._seed, self._epoch = request.seed, request.epoch
+        self._want_prefix = tiers.ram.budget_bytes > 0
+        self._reserve = tiers.ram.cost(spec.prefix_bytes)
+        self.todo: list[Claim] = tiers.claim(dataset, request.sample_ids, spec.prefix_key())
+        self.inflight: dict[cf.Future[TaskResult], Claim] = {}
+        self.ahead: dict[cf.Future[TaskResult], Claim] = {}
+        self.decoding_ahead: set[Claim] = set()
+        self.stalled_since: float | None = None
+        # How far into the request each pass looks: the near future only, so a
+        # request of thousands of ids costs O(window) per pass, not O(ids).
+        self.horizon = 2 * window + ahead
+
+    @property
+    def busy(self) -> bool:
+        """Claims are left to send or in the pool."""
+        return bool(self.todo or self.inflight)
+
+    def _args(self, claim: Claim) -> tuple[str, int, PipelineSpec, int, int]:
+        return (self._dataset, claim.sample_id, self._spec, self._seed, self._epoch)
+
+    def submit_ready(self) -> None:
+        """Send ready claims to the pool, in request order, up to the window."""
+        tiers, todo = self._tiers, self.todo
+        submitted = False
+        i = 0
+        while i < min(len(todo), self.horizon) and len(self.inflight) < self._window:
+            claim = todo[i]
+            if claim in self.decoding_ahead or not tiers.ready(claim):
+                i += 1
+                continue
+            del todo[i]
+            fetch = tiers.fetch(claim, self.stalled_since)
+            task = _task(self._args(claim), fetch, want_prefix=self._want_prefix)
+            self.inflight[self._pool.submit(task)] = claim
+            submitted = True
+        if submitted:
+            self.stalled_since = None
+        elif todo and len(self.inflight) < self._window and self.stalled_since is None:
+            self.stalled_since = time.monotonic()
+
+    def decode_ahead(self) -> None:
+        """Produce into L0, up to ``ahead`` at once, what waits behind the window."""
+        tiers = self._tiers
+        for claim in self.todo[: self.horizon]:
+            if len(self.ahead) >= self._ahead_max:
+                break
+            if claim not in self.decoding_ahead and tiers.start_ahead(claim, self._reserve):
+                fetch = tiers.fetch(claim, look_in_ram=False)
+                task = _task(self._args(claim), fetch, prefix_only=True)
+                self.ahead[self._pool.submit(task)] = claim
+                self.decoding_ahead.add(claim)
+
+    def wait(self) -> set[cf.Future[Any]]:
+        """Wait up to ``_POLL_S`` for a result, a decode ahead or a shard fill
+        the near claims need; return the futures that finished."""
+        waiting: set[cf.Future[Any]] = set(self.inflight) | set(self.ahead)
+        for c in self.todo[: self.horizon]:
+            pending = self._tiers.pending(c)
+            if pending is not None:
+                waiting.add(pending)
+        done, _ = cf.wait(waiting, timeout=_POLL_S, return_when=cf.FIRST_COMPLETED)
+        return done
+
+    def settle(self, future: cf.Future[Any]) -> bytes | None:
+        """Account for one finished future: a decode ahead goes into L0, a
+        served sample is settled, stored and counted and its bytes returned
+        to send (``None`` for anything else, e.g. a shard fill)."""
+        tiers = self._tiers
+        early = self.ahead.pop(future, None)
+        if early is not None:
+            result = future.result()
+            self.decoding_ahead.discard(early)
+            source = tiers.settle(early, result.report)
+            tiers.finish_ahead(early, result.prefix_blob, _prefix_seconds(result), source)
+            self._stats.add_stage_times(result.timings)
+            return None
+        served = self.inflight.pop(future, None)
+        if served is None:
+            return None  # a shard fill finished
+        result = future.result()
+        source = tiers.settle(served, result.report)
+        tiers.done(served)
+        if result.prefix_blob is not None:
+            tiers.store(served, result.prefix_blob, _prefix_seconds(result))
+        # Counted before it is handed to gRPC: a client that has all it asked
+        # for may cancel before the generator resumes after a yield.
+        if result.error_kind is not None:
+            self._stats.add_error(result.error_kind)
+        else:
+            self._stats.add_served(1, len(result.sample_bytes))
+            self._stats.add_source(self._dataset, source)
+        self._stats.add_stage_times(result.timings)
+        return result.sample_bytes
+
+    def abandon(self) -> None:
+        """Give back every claim not served (the stream ended or was cancelled)."""
+        for future, claim in [*self.inflight.items(), *self.ahead.items()]:
+            future.cancel()
+            self._tiers.abandon(claim)
+        for claim in self.todo:
+            self._tiers.abandon(claim)
+
+
 class DataEngineServicer:
     """The three RPCs over one engine's datasets, pool, tiers and stats.
     ``window`` is how many samples of one stream may be in the pool at once;
@@ -154,93 +285,32 @@ class DataEngineServicer:
         cancelled: threading.Event,
     ) -> Iterator[bytes]:
         """Serve ``request``'s ids: claim them in the tiers at once (each
-        sample's source found, shard fills started), send up to ``window``
-        ready ones to the pool, produce up to ``ahead`` more into L0, yield
-        results as they finish."""
-        tiers = self._tiers
-        want_prefix = tiers.ram.budget_bytes > 0
-        reserve = tiers.ram.cost(spec.prefix_bytes)
-        todo = tiers.claim(dataset, request.sample_ids, spec.prefix_key())
-        inflight: dict[cf.Future[TaskResult], Claim] = {}
-        ahead: dict[cf.Future[TaskResult], Claim] = {}
-        decoding_ahead: set[Claim] = set()
-        stalled_since: float | None = None
-        # How far into the request each pass looks: the near future only, so a
-        # request of thousands of ids costs O(window) per pass, not O(ids).
-        horizon = 2 * self._window + self._ahead
+        sample's source found, shard fills started), then in passes send up
+        to ``window`` ready ones to the pool, produce up to ``ahead`` more
+        into L0, wait, and yield results as they finish."""
+        stream = _Stream(
+            self._pool,
+            self._tiers,
+            self._stats,
+            self._window,
+            self._ahead,
+            dataset=dataset,
+            spec=spec,
+            request=request,
+        )
         try:
-            while (todo or inflight) and not cancelled.is_set():
-                # 1. Ready claims to the pool, in request order, up to the window.
-                submitted = False
-                i = 0
-                while i < min(len(todo), horizon) and len(inflight) < self._window:
-                    claim = todo[i]
-                    if claim in decoding_ahead or not tiers.ready(claim):
-                        i += 1
+            while stream.busy and not cancelled.is_set():
+                stream.submit_ready()
+                stream.decode_ahead()
+                for future in stream.wait():
+                    sample = stream.settle(future)
+                    if sample is None:
                         continue
-                    del todo[i]
-                    args = (dataset, claim.sample_id, spec, request.seed, request.epoch)
-                    fetch = tiers.fetch(claim, stalled_since)
-                    task = _task(args, fetch, want_prefix=want_prefix)
-                    inflight[self._pool.submit(task)] = claim
-                    submitted = True
-                if submitted:
-                    stalled_since = None
-                elif todo and len(inflight) < self._window and stalled_since is None:
-                    stalled_since = time.monotonic()
-                # 2. Produce ahead into L0 what waits behind the window.
-                for claim in todo[:horizon]:
-                    if len(ahead) >= self._ahead:
-                        break
-                    if claim not in decoding_ahead and tiers.start_ahead(claim, reserve):
-                        args = (dataset, claim.sample_id, spec, request.seed, request.epoch)
-                        fetch = tiers.fetch(claim, look_in_ram=False)
-                        task = _task(args, fetch, prefix_only=True)
-                        ahead[self._pool.submit(task)] = claim
-                        decoding_ahead.add(claim)
-                # 3. Wait for a result, a decode ahead, a shard fill or check.
-                waiting: set[cf.Future[Any]] = set(inflight) | set(ahead)
-                for c in todo[:horizon]:
-                    pending = tiers.pending(c)
-                    if pending is not None:
-                        waiting.add(pending)
-                done, _ = cf.wait(waiting, timeout=_POLL_S, return_when=cf.FIRST_COMPLETED)
-                for future in done:
-                    early = ahead.pop(future, None)
-                    if early is not None:
-                        result = future.result()
-                        decoding_ahead.discard(early)
-                        source = tiers.settle(early, result.report)
-                        tiers.finish_ahead(
-                            early, result.prefix_blob, _prefix_seconds(result), source
-                        )
-                        self._stats.add_stage_times(result.timings)
-                        continue
-                    served = inflight.pop(future, None)
-                    if served is None:
-                        continue  # a shard fill finished
-                    result = future.result()
-                    source = tiers.settle(served, result.report)
-                    tiers.done(served)
-                    if result.prefix_blob is not None:
-                        tiers.store(served, result.prefix_blob, _prefix_seconds(result))
-                    # Counted when handed to gRPC: a client that has all it asked
-                    # for may cancel before the generator resumes after a yield.
-                    if result.error_kind is not None:
-                        self._stats.add_error(result.error_kind)
-                    else:
-                        self._stats.add_served(1, len(result.sample_bytes))
-                        self._stats.add_source(dataset, source)
-                    self._stats.add_stage_times(result.timings)
                     t0 = time.perf_counter()
-                    yield result.sample_bytes
+                    yield sample
                     self._stats.add_stage_times({"send": time.perf_counter() - t0})
         finally:
-            for future, claim in [*inflight.items(), *ahead.items()]:
-                future.cancel()
-                tiers.abandon(claim)
-            for claim in todo:
-                tiers.abandon(claim)
+            stream.abandon()
 
     def GetStats(
         self, request: pb.GetStatsRequest, context: grpc.ServicerContext
