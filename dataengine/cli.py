@@ -12,7 +12,7 @@ import json
 import logging
 import signal
 import sys
-import threading
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -140,11 +140,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         **flag_values(ServerConfig, args),
     )
     engine = create_server(config)
-    stop = threading.Event()
+    # The handler only records the signal: it runs between two bytecodes of
+    # the main thread, which may hold a lock at that moment (an Event's, the
+    # logging module's), and a second SIGTERM arriving while the first
+    # handler is inside Event.set() deadlocked the engine on that lock.
+    received: list[int] = []
 
     def _on_signal(signum: int, _frame: object) -> None:
-        _LOG.info("signal %d: draining", signum)
-        stop.set()
+        received.append(signum)
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
@@ -156,8 +159,9 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     sys.stdout.flush()
     # Wake up now and then: a signal that lands on one of gRPC's threads only
     # runs its Python handler once the main thread runs bytecode again.
-    while not stop.wait(0.2):
-        pass
+    while not received:
+        time.sleep(0.2)
+    _LOG.info("signal %d: draining", received[0])
     engine.stop()
     print("dataengine: stopped")
     return 0

@@ -88,3 +88,14 @@ def test_sigusr1_prints_every_thread_stack_and_the_engine_keeps_serving(
     with grpc.insecure_channel(engine.address) as channel:
         stats = pb_grpc.DataEngineStub(channel).GetStats(pb.GetStatsRequest(), timeout=10)
     assert stats.engine_id
+
+
+def test_a_burst_of_sigterms_still_drains_and_exits(packed_dataset: Path, start_engine) -> None:
+    """Ctrl-C twice, or a launcher and a test harness both signalling: a
+    second SIGTERM that lands while the first one's handler runs must not
+    deadlock the engine (it once did, inside ``threading.Event.set``)."""
+    engine = start_engine([packed_dataset])
+    for _ in range(200):
+        engine.proc.send_signal(signal.SIGTERM)
+    assert engine.proc.wait(30) == 0, "".join(engine.output)
+    assert sum("draining" in line for line in engine.output) == 1
