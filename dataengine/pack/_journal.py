@@ -32,22 +32,24 @@ import dataclasses
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from dataengine import journal
 from dataengine.deid.dicom import PROFILE
 from dataengine.errors import PackError
+from dataengine.journal import fingerprint_differences
 from dataengine.pack._config import PackConfig
 from dataengine.pack._counts import PackCounts
-from dataengine.shards import SCHEMA_VERSION, ShardEntry, atomic_write_bytes, file_sha256
+from dataengine.shards import SCHEMA_VERSION, ShardEntry, file_sha256
 
 __all__ = [
     "JOURNAL_NAME",
     "JournalShard",
     "PackJournal",
+    "fingerprint_differences",
     "read_journal",
     "run_fingerprint",
 ]
@@ -141,37 +143,17 @@ def run_fingerprint(raw_dir: Path, studies: Sequence[str], config: PackConfig) -
 
 
 def read_journal(path: Path) -> tuple[dict[str, Any], list[JournalShard]]:
-    """The fingerprint and the shard lines of a journal.
-
-    A last line without its newline (the run died while appending it) or one
-    that does not parse ends the list: everything before it is kept. Raises
-    ``PackError`` when the header itself is unreadable.
-    """
-    text = Path(path).read_bytes().decode("utf-8", errors="replace")
-    lines = text.split("\n")
+    """The fingerprint and the shard lines of a journal (``dataengine.journal``:
+    a torn or unparsable line ends the list). Raises ``PackError`` when the
+    header itself is unreadable."""
     try:
-        header = json.loads(lines[0])
-        if header.get("journal") != _FORMAT or int(header.get("version", -1)) != _VERSION:
-            raise ValueError(f"not a version-{_VERSION} {_FORMAT} header")
-        fingerprint = dict(header["fingerprint"])
+        header, shards = journal.read_journal(path, _FORMAT, _VERSION, JournalShard.from_dict)
+        return dict(header["fingerprint"]), shards
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise PackError(
             f"{path}: unreadable pack journal ({exc}); rerun with --restart "
             "(restart=True) to discard the unfinished run"
         ) from exc
-    shards: list[JournalShard] = []
-    complete = lines[1:-1]  # lines[-1] is "" after a final newline, else a torn line
-    if len(lines) > 1 and lines[-1]:
-        _LOG.warning("%s: ignoring a torn last line (the run died while writing it)", path)
-    for number, line in enumerate(complete, start=2):
-        try:
-            shards.append(JournalShard.from_dict(json.loads(line)))
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            _LOG.warning(
-                "%s line %d does not parse (%s); keeping the lines before it", path, number, exc
-            )
-            break
-    return fingerprint, shards
 
 
 def verified_prefix(
@@ -203,16 +185,13 @@ def verified_prefix(
     return kept
 
 
-def fingerprint_differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """Names of the fingerprint fields that differ."""
-    return sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
-
-
 class PackJournal:
-    """The append-only journal of one pack run (see the module docstring)."""
+    """The append-only journal of one pack run (see the module docstring),
+    kept in a ``dataengine.journal.Journal``."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self._file = journal.Journal(self.path)
 
     @classmethod
     def create(
@@ -220,16 +199,12 @@ class PackJournal:
     ) -> PackJournal:
         """Write (atomically, synced) a journal holding the header and ``shards``."""
         header = {"journal": _FORMAT, "version": _VERSION, "fingerprint": fingerprint}
-        text = json.dumps(header, sort_keys=True) + "\n" + "".join(s.to_line() for s in shards)
-        atomic_write_bytes(Path(path), text.encode("utf-8"))
+        journal.Journal.create(path, header, (s.to_line() for s in shards))
         return cls(path)
 
     def append(self, entry: JournalShard) -> None:
         """Append one shard line and fsync it before returning."""
-        with open(self.path, "ab") as f:
-            f.write(entry.to_line().encode("utf-8"))
-            f.flush()
-            os.fsync(f.fileno())
+        self._file.append(entry.to_line())
 
     def remove(self) -> None:
-        self.path.unlink(missing_ok=True)
+        self._file.remove()

@@ -32,12 +32,13 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
-import os
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from dataengine import journal
+from dataengine.journal import fingerprint_differences
 from dataengine.pipeline.spec import PipelineSpec
 from dataengine.pipeline.stored import PREFIX_ZSTD_LEVEL
 from dataengine.prepared._config import PrepareError
@@ -46,7 +47,7 @@ from dataengine.prepared._manifest import (
     FailedSample,
     source_fingerprint,
 )
-from dataengine.shards import Manifest, ShardEntry, atomic_write_bytes, file_sha256
+from dataengine.shards import Manifest, ShardEntry, file_sha256
 
 __all__ = [
     "FINISH_LOCK_NAME",
@@ -111,14 +112,6 @@ def run_fingerprint(spec: PipelineSpec, dataset: Manifest, parts: int) -> dict[s
     return result
 
 
-def fingerprint_differences(
-    old: dict[str, Any], new: dict[str, Any], *, ignore: frozenset[str] = frozenset()
-) -> list[str]:
-    """Names of the fingerprint fields that differ (except ``ignore``)."""
-    keys = (old.keys() | new.keys()) - ignore
-    return sorted(k for k in keys if old.get(k) != new.get(k))
-
-
 @dataclass(frozen=True)
 class JournalShard:
     """One finished shard of the view: its entry, the studies in it whose
@@ -151,34 +144,18 @@ class JournalShard:
 
 
 def read_journal(path: Path) -> tuple[tuple[int, int], dict[str, Any], list[JournalShard]]:
-    """The part, fingerprint and shard lines of a journal. A torn or
-    unparsable line ends the list (the lines before it are kept); an
-    unreadable header is a ``PrepareError``."""
-    text = Path(path).read_bytes().decode("utf-8", errors="replace")
-    lines = text.split("\n")
+    """The part, fingerprint and shard lines of a journal (``dataengine.journal``:
+    a torn or unparsable line ends the list); an unreadable header is a
+    ``PrepareError``."""
     try:
-        header = json.loads(lines[0])
-        if header.get("journal") != _FORMAT or int(header.get("version", -1)) != _VERSION:
-            raise ValueError(f"not a version-{_VERSION} {_FORMAT} header")
+        header, shards = journal.read_journal(path, _FORMAT, _VERSION, JournalShard.from_dict)
         index, count = (int(v) for v in header["part"])
-        fingerprint = dict(header["fingerprint"])
+        return (index, count), dict(header["fingerprint"]), shards
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise PrepareError(
             f"{path}: unreadable prepare journal ({exc}); rerun with --restart "
             "(restart=True) to discard the unfinished run"
         ) from exc
-    shards: list[JournalShard] = []
-    if len(lines) > 1 and lines[-1]:
-        _LOG.warning("%s: ignoring a torn last line (the run died while writing it)", path)
-    for number, line in enumerate(lines[1:-1], start=2):
-        try:
-            shards.append(JournalShard.from_dict(json.loads(line)))
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            _LOG.warning(
-                "%s line %d does not parse (%s); keeping the lines before it", path, number, exc
-            )
-            break
-    return (index, count), fingerprint, shards
 
 
 def shard_problem(directory: Path, entry: JournalShard, source: ShardEntry) -> str:
@@ -202,10 +179,12 @@ def shard_problem(directory: Path, entry: JournalShard, source: ShardEntry) -> s
 
 
 class PrepareJournal:
-    """The append-only journal of one part (see the module docstring)."""
+    """The append-only journal of one part (see the module docstring), kept
+    in a ``dataengine.journal.Journal``."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
+        self._file = journal.Journal(self.path)
 
     @classmethod
     def create(
@@ -222,16 +201,12 @@ class PrepareJournal:
             "part": list(part),
             "fingerprint": fingerprint,
         }
-        text = json.dumps(header, sort_keys=True) + "\n" + "".join(s.to_line() for s in shards)
-        atomic_write_bytes(Path(path), text.encode("utf-8"))
+        journal.Journal.create(path, header, (s.to_line() for s in shards))
         return cls(path)
 
     def append(self, entry: JournalShard) -> None:
         """Append one shard line and fsync it before returning."""
-        with open(self.path, "ab") as f:
-            f.write(entry.to_line().encode("utf-8"))
-            f.flush()
-            os.fsync(f.fileno())
+        self._file.append(entry.to_line())
 
 
 class PartLock:
