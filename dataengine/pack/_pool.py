@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 
 from dataengine.errors import PackError
 from dataengine.pack._config import QuarantineEntry
 from dataengine.pack._study import StudyResult, StudyTask, pack_study
 from dataengine.procs import exit_with_parent
-from dataengine.threads import limit_worker_threads, worker_environment
+from dataengine.threads import limit_worker_threads
+from dataengine.workers import in_order, one_core_pool
 
 __all__ = ["study_results"]
 
@@ -47,29 +47,13 @@ def _init_worker() -> None:
     exit_with_parent()
 
 
-def _ready() -> bool:
-    return True
-
-
 def _results_pool(
     tasks: Iterator[StudyTask], count: int, workers: int, window: int
 ) -> Iterator[StudyResult]:
     ctx = multiprocessing.get_context("spawn")
-    # The executor starts a process per submit until it has ``max_workers``:
-    # the ones the run needs start inside the block and inherit its
-    # one-thread environment.
-    with worker_environment():
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_init_worker)
-        for _ in range(min(workers, count)):
-            pool.submit(_ready)
-    with pool:
-        pending: deque[tuple[StudyTask, Future[StudyResult]]] = deque()
-        for task in tasks:
-            pending.append((task, pool.submit(pack_study, task)))
-            if len(pending) >= window:
-                yield _collect(*pending.popleft())
-        while pending:
-            yield _collect(*pending.popleft())
+    with one_core_pool(workers, ctx, _init_worker, start=count) as pool:
+        for task, future in in_order(pool, pack_study, tasks, window):
+            yield _collect(task, future)
 
 
 def _collect(task: StudyTask, future: Future[StudyResult]) -> StudyResult:

@@ -24,9 +24,8 @@ import multiprocessing
 import multiprocessing.forkserver as forkserver
 import signal
 import time
-from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,8 @@ from dataengine.pipeline.stored import compress_blob, encode_prefix, encode_pref
 from dataengine.prepared._config import PrepareError
 from dataengine.procs import exit_with_parent
 from dataengine.shards import ShardReader, decompress_value, parse_record
-from dataengine.threads import limit_worker_threads, worker_environment
+from dataengine.threads import limit_worker_threads
+from dataengine.workers import in_order, one_core_pool
 
 __all__ = [
     "StudyResult",
@@ -137,35 +137,16 @@ def results_inline(tasks: Iterator[StudyTask]) -> Iterator[StudyResult]:
 _PRELOAD = ("dataengine.prepared._worker", "dataengine.pipeline.prefix")
 
 
-def _ready() -> bool:
-    return True
-
-
 def results_pool(tasks: Iterator[StudyTask], workers: int, window: int) -> Iterator[StudyResult]:
     ctx = multiprocessing.get_context("forkserver")
     # Ignored when this process's fork server already runs (the workers then
-    # import the decode code themselves, as spawned ones do).
+    # import the decode code themselves, as spawned ones do). The fork server
+    # (on first use) and every worker start inside the one-thread environment.
     ctx.set_forkserver_preload(list(_PRELOAD))
-    # The executor starts a process per submit until it has ``workers``: the
-    # fork server (on first use) and every worker start inside the block and
-    # inherit its one-thread environment.
-    with worker_environment():
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=init_worker)
-        for _ in range(workers):
-            pool.submit(_ready)
     try:
-        with pool:
-            pending: deque[tuple[StudyTask, Future[StudyResult]]] = deque()
-            try:
-                for task in tasks:
-                    pending.append((task, pool.submit(prepare_study, task)))
-                    if len(pending) >= window:
-                        yield _collect(*pending.popleft())
-                while pending:
-                    yield _collect(*pending.popleft())
-            finally:
-                for _, future in pending:
-                    future.cancel()
+        with one_core_pool(workers, ctx, init_worker, start=workers) as pool:
+            for task, future in in_order(pool, prepare_study, tasks, window):
+                yield _collect(task, future)
     finally:
         _stop_fork_server()
 
