@@ -1,12 +1,13 @@
 """``CacheCounters``: the figures every tier reports (hits, bytes, fills,
-prefetch), and ``FillClock``, the shared bookkeeping of fill and prefetch
-timings. ``GetStats`` and Prometheus show them per tier."""
+prefetch), and ``TierTally``, the running counts every tier keeps (lookups,
+evictions, bytes read, fill, prefetch and wait timings). ``GetStats`` and
+Prometheus show them per tier."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["CacheCounters", "FillClock"]
+__all__ = ["CacheCounters", "TierTally"]
 
 
 @dataclass(frozen=True)
@@ -39,11 +40,16 @@ class CacheCounters:
     wait_seconds_total: float = 0.0
 
 
-class FillClock:
-    """Fill, prefetch-lead and wait accounting shared by the tiers. Not
+class TierTally:
+    """A tier's running counts: lookups (``hits``, ``misses``), ``evictions``,
+    ``bytes_read``, and fill, prefetch-lead and wait accounting. Not
     thread-safe on its own: callers hold their tier's lock."""
 
     def __init__(self) -> None:
+        self.hits = 0
+        self.misses = 0
+        self.evictions = 0
+        self.bytes_read = 0
         self.fills = 0
         self.fill_seconds = 0.0
         self.prefetch_fills = 0
@@ -55,27 +61,16 @@ class FillClock:
         self.fills += 1
         self.fill_seconds += max(0.0, seconds)
 
-    def counters(
-        self,
-        *,
-        hits: int,
-        misses: int,
-        bytes_held: int,
-        budget_bytes: int,
-        entries: int,
-        evictions: int,
-        bytes_read: int,
-    ) -> CacheCounters:
-        """A tier's ``CacheCounters``: its own lookup and size figures (as
-        given) with this clock's fill, prefetch and wait figures."""
+    def counters(self, *, bytes_held: int, budget_bytes: int, entries: int) -> CacheCounters:
+        """The tier's ``CacheCounters``: these counts with its size figures."""
         return CacheCounters(
-            hits=hits,
-            misses=misses,
+            hits=self.hits,
+            misses=self.misses,
             bytes_held=bytes_held,
             budget_bytes=budget_bytes,
             entries=entries,
-            evictions=evictions,
-            bytes_read=bytes_read,
+            evictions=self.evictions,
+            bytes_read=self.bytes_read,
             fills=self.fills,
             fill_seconds_total=self.fill_seconds,
             prefetch_fills=self.prefetch_fills,

@@ -52,7 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from dataengine.pipeline.stored import decompress_blob
-from dataengine.tiers.counters import CacheCounters, FillClock
+from dataengine.tiers.counters import CacheCounters, TierTally
 
 __all__ = [
     "DECODED_DIR",
@@ -150,8 +150,7 @@ class DecodeCache:
         self._index: OrderedDict[Path, _Entry] = OrderedDict()  # least recently used first
         self._lock = threading.Lock()
         self._held = 0
-        self._hits = self._misses = self._evictions = self._bytes_read = 0
-        self._clock = FillClock()
+        self._tally = TierTally()
         self._write_failures = 0
         self._warned_at: float | None = None
 
@@ -240,13 +239,13 @@ class DecodeCache:
     def hit(self, nbytes: int) -> None:
         """A worker served a sample from an entry of ``nbytes``."""
         with self._lock:
-            self._hits += 1
-            self._bytes_read += nbytes
+            self._tally.hits += 1
+            self._tally.bytes_read += nbytes
 
     def miss(self) -> None:
         """A sample was decoded: no entry, or a bad one."""
         with self._lock:
-            self._misses += 1
+            self._tally.misses += 1
 
     def admit(self, path: Path, size: int, seconds: float) -> None:
         """A worker wrote ``path`` (``size`` bytes, in ``seconds``): index it,
@@ -264,7 +263,7 @@ class DecodeCache:
                 return
             self._index[path] = _Entry(size)
             self._held += size
-            self._clock.filled(seconds)
+            self._tally.filled(seconds)
 
     def drop(self, path: Path) -> None:
         """A worker found ``path`` gone or corrupt (and deleted it)."""
@@ -292,14 +291,10 @@ class DecodeCache:
 
     def counters(self) -> CacheCounters:
         with self._lock:
-            return self._clock.counters(
-                hits=self._hits,
-                misses=self._misses,
+            return self._tally.counters(
                 bytes_held=self._held,
                 budget_bytes=self.budget_bytes,
                 entries=len(self._index),
-                evictions=self._evictions,
-                bytes_read=self._bytes_read,
             )
 
     # -- budget (callers hold self._lock) ----------------------------------------
@@ -322,5 +317,5 @@ class DecodeCache:
         for path in victims:
             self._held -= self._index.pop(path).size
             path.unlink(missing_ok=True)
-            self._evictions += 1
+            self._tally.evictions += 1
         return True

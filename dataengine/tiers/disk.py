@@ -53,7 +53,7 @@ from pathlib import Path
 
 from dataengine.errors import DataLossError
 from dataengine.shards import ShardEntry, file_sha256, fsync_dir
-from dataengine.tiers.counters import CacheCounters, FillClock
+from dataengine.tiers.counters import CacheCounters, TierTally
 
 __all__ = ["DiskCache", "ShardLease", "ShardLocation", "default_disk_budget"]
 
@@ -157,8 +157,7 @@ class DiskCache:
         self._stopping = threading.Event()
         self._executor: cf.ThreadPoolExecutor | None = None
         self._held = 0
-        self._hits = self._misses = self._evictions = self._bytes_read = 0
-        self._clock = FillClock()
+        self._tally = TierTally()
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -270,12 +269,12 @@ class DiskCache:
         with self._lock:
             e = lease._entry
             if location.tier != "L1" or e is None or e.fill_id != lease._seen_fill:
-                self._misses += 1
+                self._tally.misses += 1
             else:
-                self._hits += 1
+                self._tally.hits += 1
             if e is not None and not e.first_use_seen and e.completed_at is not None:
                 e.first_use_seen = True
-                self._clock.first_use(e.completed_at, now, stalled_since)
+                self._tally.first_use(e.completed_at, now, stalled_since)
 
     def release(self, lease: ShardLease) -> None:
         """End the claim (the sample was read, or will not be)."""
@@ -294,7 +293,7 @@ class DiskCache:
     def add_read(self, nbytes: int) -> None:
         """Workers read ``nbytes`` of sample values from L1 files."""
         with self._lock:
-            self._bytes_read += nbytes
+            self._tally.bytes_read += nbytes
 
     def forget(self, key: str) -> None:
         """The L1 file of ``key`` vanished (removed by hand or by another
@@ -307,14 +306,10 @@ class DiskCache:
 
     def counters(self) -> CacheCounters:
         with self._lock:
-            return self._clock.counters(
-                hits=self._hits,
-                misses=self._misses,
+            return self._tally.counters(
                 bytes_held=self._held,
                 budget_bytes=self.budget_bytes,
                 entries=len(self._index),
-                evictions=self._evictions,
-                bytes_read=self._bytes_read,
             )
 
     def file_path(self, key: str) -> Path:
@@ -340,7 +335,7 @@ class DiskCache:
         for e in victims:
             self.file_path(e.key).unlink(missing_ok=True)
             self._drop(e)
-            self._evictions += 1
+            self._tally.evictions += 1
         return True
 
     def _drop(self, e: _Entry) -> None:
@@ -392,7 +387,7 @@ class DiskCache:
                 e.fill_id += 1
                 e.completed_at = now
                 e.first_use_seen = False
-                self._clock.filled(now - t0)
+                self._tally.filled(now - t0)
         assert e.future is not None
         e.future.set_result(ShardLocation(final, "L1", fallback=source))
 

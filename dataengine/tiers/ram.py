@@ -8,7 +8,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Hashable
 
-from dataengine.tiers.counters import CacheCounters, FillClock
+from dataengine.tiers.counters import CacheCounters, TierTally
 
 __all__ = ["ENTRY_OVERHEAD_BYTES", "CacheCounters", "RamCache"]
 
@@ -37,8 +37,7 @@ class RamCache:
         self._held = 0
         self._pinned_bytes = 0
         self._reserved = 0
-        self._hits = self._misses = self._evictions = self._bytes_read = 0
-        self._clock = FillClock()
+        self._tally = TierTally()
 
     @staticmethod
     def cost(value_bytes: int) -> int:
@@ -63,21 +62,21 @@ class RamCache:
             else:
                 found = self._lru.get(key)
                 if found is None:
-                    self._misses += count
+                    self._tally.misses += count
                     return None
                 value = found
                 self._lru.move_to_end(key)
-            self._hits += count
-            self._bytes_read += len(value)
+            self._tally.hits += count
+            self._tally.bytes_read += len(value)
             stored_at = self._fresh.pop(key, None)
             if stored_at is not None:
-                self._clock.first_use(stored_at, now, stalled_since)
+                self._tally.first_use(stored_at, now, stalled_since)
             return value
 
     def note_miss(self) -> None:
         """Count a miss found without ``get`` (a decode ahead was started)."""
         with self._lock:
-            self._misses += 1
+            self._tally.misses += 1
 
     def __contains__(self, key: Hashable) -> bool:
         with self._lock:
@@ -162,7 +161,7 @@ class RamCache:
                 evicted_key, evicted = self._lru.popitem(last=False)
                 self._held -= self.cost(len(evicted))
                 self._fresh.pop(evicted_key, None)
-                self._evictions += 1
+                self._tally.evictions += 1
             if self._held + size > self.budget_bytes:
                 return False
             if pin:
@@ -171,19 +170,15 @@ class RamCache:
             else:
                 self._lru[key] = value
             self._held += size
-            self._clock.filled(fill_seconds)
+            self._tally.filled(fill_seconds)
             if prefetch:
                 self._fresh[key] = now
             return True
 
     def counters(self) -> CacheCounters:
         with self._lock:
-            return self._clock.counters(
-                hits=self._hits,
-                misses=self._misses,
+            return self._tally.counters(
                 bytes_held=self._held,
                 budget_bytes=self.budget_bytes,
                 entries=len(self._lru) + len(self._pinned),
-                evictions=self._evictions,
-                bytes_read=self._bytes_read,
             )
