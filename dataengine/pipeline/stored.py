@@ -96,8 +96,8 @@ def to_stored(
 
 def encode_prefix(sample_id: int, arrays: dict[str, np.ndarray]) -> bytes:
     """The prefix blob of ``arrays`` (already in stored form)."""
-    msg = pb.Sample(sample_id=sample_id, tensors=tensors.encode_all(arrays))
-    return msg.SerializeToString(deterministic=True)
+    items = [(name, tensors.wire_code(name, array), array) for name, array in arrays.items()]
+    return tensors.serialize_sample(sample_id, items)  # one copy; protobuf's bytes
 
 
 def encode_prefix_error(sample_id: int, kind: str, message: str) -> bytes:

@@ -24,7 +24,7 @@ from dataengine import tensors
 from dataengine.pipeline.spec import PipelineSpec
 from dataengine.v1 import dataengine_pb2 as pb
 
-__all__ = ["encode_sample", "image_to_uint8", "wire_tensors"]
+__all__ = ["encode_sample", "image_to_uint8"]
 
 # Which spec field chooses each tensor's wire dtype.
 _DTYPE_FIELD = {"image": "image_dtype", "waveform": "wave_dtype"}
@@ -64,19 +64,9 @@ def _items(
     return out
 
 
-def wire_tensors(arrays: Mapping[str, np.ndarray], spec: PipelineSpec) -> list[pb.Tensor]:
-    """``augment`` output as ``Tensor`` messages, ``image`` and ``waveform``
-    in the spec's wire dtypes, the rest as they are, in the mapping's order."""
-    return [
-        pb.Tensor(
-            name=name, dtype=code, shape=list(a.shape), data=np.ascontiguousarray(a).tobytes()
-        )
-        for name, code, a in _items(arrays, spec)
-    ]
-
-
 def encode_sample(sample_id: int, arrays: Mapping[str, np.ndarray], spec: PipelineSpec) -> bytes:
-    """The serialized ``Sample`` message that goes on the wire (the bytes of
-    ``pb.Sample(sample_id, wire_tensors(...))``, written with one copy of the
-    tensor data: ``tensors.serialize_sample``)."""
+    """The serialized ``Sample`` message that goes on the wire: ``augment``
+    output with ``image`` and ``waveform`` in the spec's wire dtypes, the
+    rest as they are, in the mapping's order (the bytes protobuf would
+    write, with one copy of the tensor data: ``tensors.serialize_sample``)."""
     return tensors.serialize_sample(sample_id, _items(arrays, spec))

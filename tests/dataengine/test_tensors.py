@@ -142,3 +142,21 @@ def test_serialize_sample_writes_the_bytes_protobuf_writes(sample_id: int) -> No
     assert ours == reference
     parsed = pb.Sample.FromString(ours)
     np.testing.assert_array_equal(tensors.decode(parsed.tensors[0]), arrays["image"])
+
+
+def test_prefix_blobs_are_the_bytes_protobuf_writes() -> None:
+    """Prepared views and the decode cache hold ``encode_prefix`` blobs: the
+    one-copy writer keeps them the bytes of the protobuf message."""
+    from dataengine.pipeline.stored import decode_prefix, encode_prefix
+
+    rng = np.random.default_rng(0)
+    arrays = {
+        "hu": rng.integers(-1024, 3000, (2, 4, 4)).astype(np.int16),
+        "wave": rng.standard_normal((12, 9)).astype(np.float16),
+        "tokens": np.array([257, 65, 258], dtype=np.int16),
+        "present": np.array([1, 0], dtype=np.uint8),
+    }
+    reference = pb.Sample(sample_id=5, tensors=tensors.encode_all(arrays))
+    assert encode_prefix(5, arrays) == reference.SerializeToString(deterministic=True)
+    for name, array in decode_prefix(encode_prefix(5, arrays), 5).items():
+        np.testing.assert_array_equal(array, arrays[name])

@@ -13,7 +13,7 @@ from hypothesis.extra import numpy as hnp
 from dataengine import tensors
 from dataengine.pipeline.augment import augment
 from dataengine.pipeline.spec import Augmentations, PipelineSpec
-from dataengine.pipeline.wire import encode_sample, image_to_uint8, wire_tensors
+from dataengine.pipeline.wire import encode_sample, image_to_uint8
 from dataengine.v1 import dataengine_pb2 as pb
 
 SPEC = PipelineSpec(
@@ -42,7 +42,7 @@ def _spec(**dtypes: str) -> PipelineSpec:
 
 
 def _by_name(spec: PipelineSpec) -> dict[str, pb.Tensor]:
-    return {t.name: t for t in wire_tensors(_arrays(), spec)}
+    return {t.name: t for t in pb.Sample.FromString(encode_sample(7, _arrays(), spec)).tensors}
 
 
 def test_float32_default_serializes_exactly_as_before() -> None:
