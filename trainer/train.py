@@ -22,7 +22,9 @@ schedule, RNG and the exact data cursor), ``--log-file metrics.jsonl`` (one
 JSON line per optimizer step, written by rank 0).
 
 The loop, per optimizer step: ``grad_accum_steps`` times (wait for the next
-micro-batch, forward, backward, ``engine.step()``). The wait is timed apart
+micro-batch, forward, backward, ``engine.step()``); ``trainer/prefetch.py``
+hands each micro-batch over already on the device and copies the next one
+meanwhile (on a side CUDA stream on GPUs). The wait is timed apart
 from the compute; its share of the step is the data-wait fraction, the
 number this project exists to drive to zero.
 """
@@ -53,6 +55,7 @@ from dataengine.errors import ConfigError, DataEngineError
 from trainer.config import PRESETS, RunConfig, TrainConfig, load_config
 from trainer.distributed import DistInfo, all_reduce_mean, init_distributed
 from trainer.model import MODEL_INPUTS, MultimodalModel
+from trainer.prefetch import DevicePrefetcher
 
 __all__ = ["RunArgs", "TrainResult", "main", "parse_args", "train"]
 
@@ -114,16 +117,17 @@ def _set_rng_state(state: Mapping[str, Any]) -> None:
 
 
 def save_checkpoint(
-    model_engine: Any, client: EngineClient, cfg: RunConfig, dist: DistInfo, step: int
+    model_engine: Any, cursor: Mapping[str, int], cfg: RunConfig, dist: DistInfo, step: int
 ) -> Path:
     """Collective: every rank calls it. DeepSpeed writes model, optimizer and
     LR-schedule state under ``DIR/step{step}/`` and points ``DIR/latest`` at
-    it; the explicit client state carries the step, the data cursor (the next
-    global position after this step's last micro-batch) and the config.
+    it; the explicit client state carries the step, the data cursor
+    ``cursor`` (the client's ``state_dict()`` right after this step's last
+    micro-batch was drawn: the next global position) and the config.
     Each rank adds its RNG state in ``rng_rank{rank}.pt``."""
     root = Path(str(cfg.train.checkpoint_dir))
     tag = f"step{step}"
-    client_state = {"step": step, "data_cursor": client.state_dict(), "config": cfg.to_dict()}
+    client_state = {"step": step, "data_cursor": dict(cursor), "config": cfg.to_dict()}
     model_engine.save_checkpoint(str(root), tag=tag, client_state=client_state)
     (root / tag).mkdir(parents=True, exist_ok=True)
     torch.save(_rng_state(), root / tag / f"rng_rank{dist.rank}.pt")
@@ -166,13 +170,20 @@ def load_checkpoint(model_engine: Any, client: EngineClient, cfg: RunConfig, dis
 
 
 def _to_device(
-    batch: Mapping[str, torch.Tensor], device: torch.device, dtype: torch.dtype
+    batch: Mapping[str, torch.Tensor],
+    device: torch.device,
+    dtype: torch.dtype,
+    non_blocking: bool = False,
 ) -> dict[str, torch.Tensor]:
     """The model's inputs on ``device``; floating tensors cast to the engine's
     dtype (no cast when the engine already sends it: ``load_config`` asks for
-    bfloat16 under bf16); a uint8 image moves as it is, the model scales it."""
+    bfloat16 under bf16); a uint8 image moves as it is, the model scales it.
+    ``non_blocking``: an asynchronous copy from pinned host memory (the
+    prefetcher's side stream)."""
     return {
-        k: v.to(device, dtype) if v.is_floating_point() else v.to(device)
+        k: v.to(device, dtype, non_blocking=non_blocking)
+        if v.is_floating_point()
+        else v.to(device, non_blocking=non_blocking)
         for k, v in batch.items()
         if k in MODEL_INPUTS
     }
@@ -290,8 +301,19 @@ def train(cfg: RunConfig, args: RunArgs) -> TrainResult:
         if log_file is not None:
             stack.enter_context(log_file)
 
-        # -- the loop: one iteration per optimizer step
-        batches = client.batches()
+        # -- the loop: one iteration per optimizer step. The prefetcher copies
+        # micro-batch i+1 to the device (a side CUDA stream on GPUs) while
+        # i computes; each batch carries the cursor taken when it was drawn,
+        # since the client's own cursor is one micro-batch ahead.
+        batches = stack.enter_context(
+            DevicePrefetcher(
+                client.batches(),
+                device,
+                lambda batch, dev, non_blocking: _to_device(batch, dev, dtype, non_blocking),
+                state=client.state_dict,
+            )
+        )
+        cursor = client.state_dict()
         meter = _Meter()
         checkpoint: Path | None = None
         model_engine.train()
@@ -305,8 +327,9 @@ def train(cfg: RunConfig, args: RunArgs) -> TrainResult:
                 tw = time.perf_counter()
                 batch = next(batches)
                 wait += time.perf_counter() - tw
-                ids.extend(batch["sample_id"].tolist())
-                loss = model_engine(_to_device(batch, device, dtype))
+                ids.extend(batch.sample_ids)
+                cursor = batch.state
+                loss = model_engine(batch.inputs)
                 model_engine.backward(loss)
                 model_engine.step()  # steps the optimizer on the last micro-batch only
                 micro_losses.append(loss.detach().float())
@@ -345,7 +368,7 @@ def train(cfg: RunConfig, args: RunArgs) -> TrainResult:
             if tc.checkpoint_dir is not None and (
                 step == tc.steps or (tc.save_every and step % tc.save_every == 0)
             ):
-                checkpoint = save_checkpoint(model_engine, client, cfg, dist, step)
+                checkpoint = save_checkpoint(model_engine, cursor, cfg, dist, step)
     return meter.result(dist, start + 1, tc.steps, dtype, checkpoint)
 
 
