@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 
 from benchmarks import (
+    bench_client,
     bench_cold,
     bench_fleet_cache,
     bench_recovery,
@@ -21,6 +22,7 @@ BENCHMARKS = {
     "recovery": bench_recovery.main,
     "cold": bench_cold.main,
     "stored": bench_stored.main,
+    "client": bench_client.main,
 }
 
 
