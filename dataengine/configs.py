@@ -145,7 +145,8 @@ def add_flags(parser: argparse.ArgumentParser, cls: type) -> None:
 
     The flag's type comes from the field's annotation (``X | None`` as
     ``X``; ``*_bytes`` integers take sizes like ``4G``; ``Path`` fields
-    read an empty string as None; ``bool`` fields are switches), its help
+    read an empty string as None; ``bool`` fields are switches, with a
+    ``--no-`` form when on by default), its help
     from the setting, with the default appended when it is a plain value.
     Every flag defaults to None: not given.
     """
@@ -161,8 +162,8 @@ def add_flags(parser: argparse.ArgumentParser, cls: type) -> None:
         if default is not dataclasses.MISSING and default is not None and kind is not bool:
             text += f" (default: {_show(f.name, default)})"
         kwargs: dict[str, Any] = {"dest": f.name, "default": None, "help": text}
-        if kind is bool:
-            kwargs["action"] = "store_true"
+        if kind is bool:  # on by default: --X and --no-X; off by default: --X
+            kwargs["action"] = argparse.BooleanOptionalAction if default is True else "store_true"
         else:
             parse = meta["parse"]
             if parse is None:

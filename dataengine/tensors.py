@@ -30,9 +30,11 @@ __all__ = [
     "encode",
     "encode_all",
     "encode_bfloat16",
+    "sample_parts",
     "serialize_sample",
     "storage_view",
     "wire_code",
+    "write_parts",
 ]
 
 _TO_PROTO: dict[np.dtype, Any] = {
@@ -110,12 +112,14 @@ def _field(number: int, payload_len: int) -> bytes:
     return _varint(number << 3 | 2) + _varint(payload_len)
 
 
-def serialize_sample(sample_id: int, items: Iterable[tuple[str, Any, np.ndarray]]) -> bytes:
-    """A serialized ``Sample`` holding ``(name, DType code, array)`` tensors,
-    in the bytes ``pb.Sample(...).SerializeToString()`` gives, with one copy
-    of the tensor data instead of three (``tobytes``, the message field, the
-    serialization). Arrays must already be in the wire dtype (bfloat16 as its
-    ``<u2`` bit patterns); they are made C-contiguous little-endian."""
+def sample_parts(
+    sample_id: int, items: Iterable[tuple[str, Any, np.ndarray]]
+) -> list[bytes | memoryview]:
+    """The pieces of a serialized ``Sample`` holding ``(name, DType code,
+    array)`` tensors: headers as ``bytes``, tensor data as memoryviews of the
+    arrays (made C-contiguous little-endian; already in the wire dtype,
+    bfloat16 as its ``<u2`` bit patterns). Joined, they are the bytes
+    ``pb.Sample(...).SerializeToString()`` gives."""
     parts: list[bytes | memoryview] = []
     if sample_id:
         parts.append(b"\x08" + _varint(sample_id))  # field 1, varint
@@ -133,7 +137,31 @@ def serialize_sample(sample_id: int, items: Iterable[tuple[str, Any, np.ndarray]
             head += _field(3, len(dims)) + dims  # packed repeated int64
         tail = _field(4, data.nbytes) if data.nbytes else b""
         parts += [_field(2, len(head) + len(tail) + data.nbytes), bytes(head), tail, data]
-    return b"".join(parts)
+    return parts
+
+
+def serialize_sample(sample_id: int, items: Iterable[tuple[str, Any, np.ndarray]]) -> bytes:
+    """A serialized ``Sample`` (see ``sample_parts``), in the bytes protobuf
+    gives, with one copy of the tensor data instead of three (``tobytes``,
+    the message field, the serialization)."""
+    return b"".join(sample_parts(sample_id, items))
+
+
+def write_parts(parts: Iterable[bytes | memoryview], out: Any) -> int:
+    """Copy ``parts`` back to back into the writable buffer ``out`` (e.g. a
+    shared-memory slot) and return the bytes written; ``ValueError`` (and
+    nothing written) when they do not fit."""
+    items = list(parts)
+    size = sum(len(p) if isinstance(p, bytes) else p.nbytes for p in items)
+    view = memoryview(out).cast("B")
+    if size > view.nbytes:
+        raise ValueError(f"{size} bytes do not fit in {view.nbytes}")
+    pos = 0
+    for part in items:
+        n = len(part) if isinstance(part, bytes) else part.nbytes
+        view[pos : pos + n] = part
+        pos += n
+    return size
 
 
 def encode_bfloat16(name: str, array: np.ndarray) -> pb.Tensor:

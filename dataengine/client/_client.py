@@ -37,9 +37,11 @@ import grpc
 import numpy as np
 import torch
 
-from dataengine.client._collate import stack_samples
+from dataengine.client._buffers import BatchBuffers, HostBatch
+from dataengine.client._collate import assemble
 from dataengine.client._fetch import EngineUnavailableError, Fetcher, status_error
 from dataengine.client._fleet import Fleet
+from dataengine.client._receive import Received
 from dataengine.client.config import ClientConfig, parse_endpoints
 from dataengine.client.stats import ClientStats
 from dataengine.errors import ConfigError, DataLossError
@@ -80,7 +82,7 @@ class _Fetched:
     """One micro-batch as fetched: the stacked good samples, and the lost
     ones in batch order (accounted for by the consuming thread, in order)."""
 
-    batch: dict[str, torch.Tensor]
+    batch: HostBatch
     lost: list[LostSample]
 
 
@@ -108,6 +110,10 @@ class EngineClient:
         self._lost_in_a_row = 0
         self._fetcher = Fetcher(
             self.config, self._fleet, self.stats, self.dataset.name, self._shards_of
+        )
+        pin = self.config.pin_memory
+        self.buffers = BatchBuffers(
+            torch.cuda.is_available() if pin is None else pin, self.config.prefetch_batches + 2
         )
         self._batches = cf.ThreadPoolExecutor(
             max_workers=self.config.prefetch_batches, thread_name_prefix="engine-batch"
@@ -281,7 +287,7 @@ class EngineClient:
 
     def _fetch_batch(self, item: _Planned) -> _Fetched:
         """Fetch one micro-batch (a batch thread), every sample exactly once."""
-        return self._collate(self._fetcher.fetch(item.epoch, item.ids, item.index))
+        return self._fetcher.fetch(item.epoch, item.ids, item.index, self._collate)
 
     def _account(self, lost: list[LostSample], good: int) -> None:
         """Record lost samples and spend the failure budget (consumer thread).
@@ -301,16 +307,25 @@ class EngineClient:
         if good:
             self._lost_in_a_row = 0
 
-    def _collate(self, samples: list[pb.Sample]) -> _Fetched:
-        """Stack the good samples (one copy, in their wire dtypes:
-        ``_collate.py``); list the lost ones."""
-        good = [s for s in samples if not s.HasField("error")]
+    def _collate(self, received: list[Received]) -> _Fetched:
+        """Assemble the good samples into a batch buffer (one copy, in their
+        wire dtypes: ``_collate.py``); list the lost ones. The assembly's
+        CPU time is counted as receive cost, shared by the samples'
+        transports."""
+        cpu = time.thread_time()
+        good = [r.frame for r in received if r.frame.view.error is None]
         lost = [
-            LostSample(s.sample_id, s.error.kind, s.error.message)
-            for s in samples
-            if s.HasField("error")
+            LostSample(r.sample_id, *r.frame.view.error)
+            for r in received
+            if r.frame.view.error is not None
         ]
-        return _Fetched(stack_samples(good), lost)
+        batch = assemble(good, self.buffers)
+        if received:
+            share = (time.thread_time() - cpu) / len(received)
+            for transport in {r.transport for r in received}:
+                n = sum(1 for r in received if r.transport == transport)
+                self.stats.add_receive(transport, 0, 0, share * n)
+        return _Fetched(batch, lost)
 
     # -- lifecycle -------------------------------------------------------
 

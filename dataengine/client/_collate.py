@@ -1,26 +1,28 @@
-"""Served samples -> one batch of torch tensors, in their wire dtypes.
+"""Received samples -> one batch of torch tensors, in their wire dtypes.
 
-Each column is copied once, by the stack into the batch: the samples'
-tensors are read-only numpy views of their message bytes
-(``tensors.storage_view``), stacked, and the stacked array becomes the torch
-tensor without a copy. bfloat16 travels as 16-bit patterns; the stacked bits
-are viewed as ``torch.bfloat16``, again without a copy. (Python protobuf
-hands out each ``bytes`` field as a new ``bytes`` object: that copy out of
-the message comes first and cannot be avoided from Python.)
+Each tensor's bytes are copied once, from where they arrived (the bytes
+gRPC handed over, or a shared-memory slot) into the micro-batch's buffer
+(``_buffers.py``, pinned when the client pins): ``frame.read_sample``
+found them in place without parsing the message, and the copy is a byte
+copy (a memcpy whatever the dtype or alignment). bfloat16 travels as 16-bit
+patterns and its buffer is a ``torch.bfloat16`` tensor, so nothing is cast.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 
-from dataengine import tensors
+from dataengine.client._buffers import BatchBuffers, HostBatch, Layout
 from dataengine.errors import DecodeError
+from dataengine.frame import SampleView
 from dataengine.v1 import dataengine_pb2 as pb
 
-__all__ = ["TORCH_DTYPES", "stack_samples"]
+__all__ = ["TORCH_DTYPES", "Frame", "assemble"]
 
 TORCH_DTYPES: dict[int, torch.dtype] = {
     pb.FLOAT32: torch.float32,
@@ -35,42 +37,66 @@ TORCH_DTYPES: dict[int, torch.dtype] = {
 }
 
 
-def _column(name: str, items: Sequence[pb.Tensor]) -> torch.Tensor:
-    code = items[0].dtype
-    for t in items:
-        if t.dtype != code:
+@dataclass(frozen=True)
+class Frame:
+    """One good sample as received: ``view`` locates its tensors in
+    ``buffer`` (a ``bytes`` from gRPC, or a shared-memory mapping)."""
+
+    buffer: Any
+    view: SampleView
+
+
+def _layout(frames: Sequence[Frame]) -> Layout:
+    """The batch's layout; ``DecodeError`` when samples disagree on their
+    tensors, dtypes or shapes."""
+    first = frames[0].view
+    names = [t.name for t in first.tensors]
+    for f in frames[1:]:
+        v = f.view
+        if [t.name for t in v.tensors] != names:
             raise DecodeError(
-                f"tensor {name!r}: samples of one batch carry different dtypes "
-                f"({pb.DType.Name(code)} and {pb.DType.Name(t.dtype)})"
-            )
-    stacked = np.stack([tensors.storage_view(t) for t in items])
-    if code == pb.BFLOAT16:
-        return torch.from_numpy(stacked.view(np.int16)).view(torch.bfloat16)
-    return torch.from_numpy(stacked)
-
-
-def stack_samples(samples: Sequence[pb.Sample]) -> dict[str, torch.Tensor]:
-    """``{"sample_id": int64 [B], name: [B, ...] for each tensor}`` of good
-    (error-free) samples, every tensor in the dtype it travelled in.
-
-    Raises ``DecodeError`` when samples disagree on the tensors they carry,
-    their dtypes or shapes, or a tensor's bytes do not match its shape."""
-    batch = {"sample_id": torch.tensor([s.sample_id for s in samples], dtype=torch.int64)}
-    if not samples:
-        return batch
-    names = [t.name for t in samples[0].tensors]
-    columns: dict[str, list[pb.Tensor]] = {name: [] for name in names}
-    for s in samples:
-        if [t.name for t in s.tensors] != names:
-            raise DecodeError(
-                f"sample {s.sample_id} carries tensors {[t.name for t in s.tensors]}, "
+                f"sample {v.sample_id} carries tensors {[t.name for t in v.tensors]}, "
                 f"the batch's first sample {names}"
             )
-        for t in s.tensors:
-            columns[t.name].append(t)
-    for name, items in columns.items():
-        try:
-            batch[name] = _column(name, items)
-        except ValueError as exc:  # np.stack of differing shapes
-            raise DecodeError(f"tensor {name!r}: samples differ in shape: {exc}") from None
-    return batch
+        for a, b in zip(first.tensors, v.tensors, strict=True):
+            if a.code != b.code:
+                raise DecodeError(
+                    f"tensor {a.name!r}: samples of one batch carry different dtypes "
+                    f"({pb.DType.Name(a.code)} and {pb.DType.Name(b.code)})"
+                )
+            if a.shape != b.shape:
+                raise DecodeError(
+                    f"tensor {a.name!r}: samples differ in shape: {a.shape} and {b.shape}"
+                )
+    return tuple((t.name, TORCH_DTYPES[t.code], (len(frames), *t.shape)) for t in first.tensors)
+
+
+def _bytes_of(tensor: torch.Tensor) -> np.ndarray:
+    """A writable uint8 numpy view of a contiguous CPU tensor's memory."""
+    flat = tensor.reshape(-1)
+    if tensor.dtype == torch.bfloat16:
+        flat = flat.view(torch.int16)
+    return flat.numpy().view(np.uint8)
+
+
+def assemble(frames: Sequence[Frame], buffers: BatchBuffers) -> HostBatch:
+    """``{"sample_id": int64 [B], name: [B, ...] for each tensor}`` of good
+    samples, every tensor in the dtype it travelled in, in a buffer of
+    ``buffers`` (one byte copy per tensor). ``DecodeError`` when the samples
+    disagree on their tensors, dtypes or shapes."""
+    ids = torch.tensor([f.view.sample_id for f in frames], dtype=torch.int64)
+    if not frames:
+        return HostBatch({"sample_id": ids})
+    layout = _layout(frames)
+    buffer = buffers.take(layout)
+    try:
+        for index, (name, _, _) in enumerate(layout):
+            row_bytes = frames[0].view.tensors[index].nbytes
+            rows = _bytes_of(buffer[name]).reshape(len(frames), row_bytes)
+            for row, f in zip(rows, frames, strict=True):
+                t = f.view.tensors[index]
+                row[:] = np.frombuffer(f.buffer, dtype=np.uint8, count=t.nbytes, offset=t.offset)
+    except BaseException:
+        buffers.give_back(layout, buffer)
+        raise
+    return buffers.batch(layout, buffer, [("sample_id", ids)])

@@ -27,11 +27,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import grpc
 import numpy as np
 
 from dataengine.client._fleet import Fleet
+from dataengine.client._receive import LinkFailure, Received, Receiver, Slots
 from dataengine.client.config import ClientConfig
 from dataengine.client.stats import ClientStats
 from dataengine.errors import ConfigError, DataEngineError, NotFoundError
@@ -50,6 +52,7 @@ _RETRYABLE = {
     grpc.StatusCode.RESOURCE_EXHAUSTED,
 }
 _POLL_S = 0.25  # longest a batch thread sleeps without a reason to wake
+_T = TypeVar("_T")
 
 
 class EngineUnavailableError(DataEngineError, ConnectionError):
@@ -94,7 +97,7 @@ class _Batch:
     wanted: list[int]
     index: int
     cond: threading.Condition = field(default_factory=threading.Condition)
-    received: dict[int, pb.Sample] = field(default_factory=dict)
+    received: dict[int, Received] = field(default_factory=dict)
     calls: list[_Call] = field(default_factory=list)
     error: BaseException | None = None
     need: int = field(init=False)  # distinct ids: the batch is complete at this many
@@ -131,6 +134,7 @@ class Fetcher:
         # failovers; threads are started only when needed, up to this bound.
         limit = 2 * config.prefetch_batches * (len(config.endpoints) + 2)
         self._pool = cf.ThreadPoolExecutor(max_workers=limit, thread_name_prefix="engine-call")
+        self.receiver = Receiver(config, fleet, stats, self._pool)
 
     # -- routing -----------------------------------------------------------
 
@@ -152,15 +156,23 @@ class Fetcher:
 
     # -- one batch ---------------------------------------------------------
 
-    def fetch(self, epoch: int, ids: np.ndarray, index: int) -> list[pb.Sample]:
-        """The samples of ``ids`` (in that order), each exactly once."""
+    def fetch(
+        self,
+        epoch: int,
+        ids: np.ndarray,
+        index: int,
+        collate: Callable[[list[Received]], _T],
+    ) -> _T:
+        """``collate`` of the samples of ``ids`` (in that order), each
+        exactly once; the shared-memory slots they hold are released when
+        ``collate`` returns (it must copy what it keeps)."""
         batch = _Batch(epoch, [int(i) for i in ids.tolist()], index)
         with self._lock:
             if self._closed:
                 raise EngineUnavailableError("UNAVAILABLE: the client is closed")
             self._batches.add(batch)
         try:
-            return self._fetch(batch)
+            return collate(self._fetch(batch))
         finally:
             with self._lock:
                 self._batches.discard(batch)
@@ -168,8 +180,10 @@ class Fetcher:
                 for call in batch.calls:
                     if call.got < len(call.ids):  # a loser; a finished one ends by itself
                         self._cancel(call)
+                for item in batch.received.values():
+                    item.release()
 
-    def _fetch(self, batch: _Batch) -> list[pb.Sample]:
+    def _fetch(self, batch: _Batch) -> list[Received]:
         cfg = self._cfg
         stuck_since: float | None = None
         with batch.cond:
@@ -270,6 +284,7 @@ class Fetcher:
                     failure,
                 )
                 self._fleet.mark_dead(call.endpoint, failure)
+                self.receiver.drop(call.endpoint, f"engine not routable: {failure}")
         finally:
             with batch.cond:
                 call.done = True
@@ -278,38 +293,38 @@ class Fetcher:
     def _stream(self, batch: _Batch, call: _Call) -> str:
         """Read one stream into the batch; return why it failed ("" if it
         did not, or if the client cancelled it)."""
+        slots = self.receiver.slots_for(call.endpoint, call.ids)
         request = pb.SampleRequest(
             dataset=self._dataset,
             pipeline=self._pipeline,
             seed=self._cfg.seed,
             epoch=batch.epoch,
             sample_ids=call.ids,
+            shared=None if slots is None else slots.message(call.ids),
         )
-        wanted = set(call.ids)
         try:
             with batch.cond:
                 if call.cancelled or self._closed:
                     return ""
-                stream = self._fleet.stub(call.endpoint).StreamSamples(
+                stream = self._fleet.frames(call.endpoint)(
                     request, timeout=self._cfg.call_timeout_s
                 )
                 call.rpc = stream
                 call.opened = call.progress = time.monotonic()
-            for sample in stream:
-                with batch.cond:
-                    call.progress = time.monotonic()
-                    call.got += 1
-                    sid = int(sample.sample_id)
-                    if sid in batch.received or sid not in wanted:
-                        self._stats.count("duplicates_dropped")
-                        continue
-                    batch.received[sid] = sample
-                    if call.hedge:
-                        self._stats.count("hedged_samples")
-                    # Only completion wakes the batch thread: an arrival never
-                    # uncovers ids (a call's end does, and notifies in ``_run``).
-                    if len(batch.received) == batch.need:
-                        batch.cond.notify_all()
+            kept: set[int] = set()
+            try:
+                self._read(batch, call, stream, slots, kept)
+            finally:
+                if slots is not None:  # the slots whose frame this call did not deliver
+                    slots.link.release(s for i, s in slots.slot_of.items() if i not in kept)
+        except LinkFailure as exc:
+            self._stats.count("shared_memory_failures")
+            self._stats.event("shm_failure", call.endpoint, str(exc))
+            _LOG.warning("shared memory with %s failed (%s): back to TCP", call.endpoint, exc)
+            self.receiver.drop(call.endpoint, str(exc))
+            with batch.cond:
+                self._cancel(call)  # its missing ids are asked again, over TCP
+            return ""
         except grpc.RpcError as exc:
             code = exc.code()
             if call.stalled:
@@ -329,6 +344,40 @@ class Fetcher:
             if not call.cancelled and any(i not in batch.received for i in call.ids):
                 return "the stream ended without all its samples"
         return ""
+
+    def _read(
+        self, batch: _Batch, call: _Call, stream: grpc.Call, slots: Slots | None, kept: set[int]
+    ) -> None:
+        """Receive the stream's samples into the batch (``kept``: the ids it
+        delivered first, whose slots the batch now holds). The CPU this thread
+        spends receiving (gRPC reads on this thread: the channels are
+        single-threaded for streams) and reading frames is counted per
+        transport."""
+        wanted = set(call.ids)
+        cpu = time.thread_time()
+        for raw in stream:
+            item = self.receiver.receive(call.endpoint, raw, slots)
+            with batch.cond:
+                call.progress = time.monotonic()
+                call.got += 1
+                if item is None:
+                    continue
+                sid = item.sample_id
+                if sid in batch.received or sid not in wanted:
+                    self._stats.count("duplicates_dropped")
+                    item.release()
+                    continue
+                batch.received[sid] = item
+                kept.add(sid)
+                if call.hedge:
+                    self._stats.count("hedged_samples")
+                # Only completion wakes the batch thread: an arrival never
+                # uncovers ids (a call's end does, and notifies in ``_run``).
+                if len(batch.received) == batch.need:
+                    batch.cond.notify_all()
+            now = time.thread_time()
+            self._stats.add_receive(item.transport, 1, item.nbytes, now - cpu)
+            cpu = now
 
     @staticmethod
     def _cancel(call: _Call) -> None:
@@ -375,3 +424,4 @@ class Fetcher:
                     self._cancel(call)
                 batch.cond.notify_all()
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self.receiver.close()

@@ -16,10 +16,12 @@ import threading
 from collections.abc import Iterable
 
 import grpc
+import grpc.experimental
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from dataengine.client.stats import ClientStats
 from dataengine.order import ranked_owners
+from dataengine.v1 import dataengine_pb2 as pb
 from dataengine.v1 import dataengine_pb2_grpc as pb_grpc
 
 __all__ = ["Fleet"]
@@ -31,18 +33,31 @@ CHANNEL_OPTIONS = [
     # Reconnect to a restarted engine promptly (defaults back off up to 120 s).
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 1000),
+    # Streams are read on the thread that iterates them (no hand-off from a
+    # channel thread): cheaper, and their receive CPU is that thread's.
+    (grpc.experimental.ChannelOptions.SingleThreadedUnaryStream, 1),
 ]
 _SERVING = health_pb2.HealthCheckResponse.SERVING
 
 
+_STREAM_SAMPLES = "/dataengine.v1.DataEngine/StreamSamples"
+
+
 class _Engine:
-    """One endpoint's channel and stubs."""
+    """One endpoint's channel and stubs. ``frames`` is ``StreamSamples``
+    returning each ``Sample`` as the bytes that arrived (no parse: the
+    client reads them in place, ``dataengine/frame.py``)."""
 
     def __init__(self, endpoint: str) -> None:
         self.endpoint = endpoint
         self.channel = grpc.insecure_channel(endpoint, options=CHANNEL_OPTIONS)
         self.stub = pb_grpc.DataEngineStub(self.channel)
         self.health = health_pb2_grpc.HealthStub(self.channel)
+        self.frames = self.channel.unary_stream(
+            _STREAM_SAMPLES,
+            request_serializer=pb.SampleRequest.SerializeToString,
+            response_deserializer=None,
+        )
 
 
 class Fleet:
@@ -81,6 +96,12 @@ class Fleet:
         with self._lock:
             engine = self._engines.get(endpoint) or self._retired[endpoint]
             return engine.stub
+
+    def frames(self, endpoint: str) -> grpc.UnaryStreamMultiCallable:
+        """The endpoint's raw ``StreamSamples`` (see ``_Engine``)."""
+        with self._lock:
+            engine = self._engines.get(endpoint) or self._retired[endpoint]
+            return engine.frames
 
     def add(self, endpoint: str) -> bool:
         """Open a channel to ``endpoint`` (not live until a probe says so).

@@ -26,6 +26,12 @@ def parse_endpoints(endpoints: Sequence[str] | str) -> tuple[str, ...]:
     return out
 
 
+def _cuda_available() -> bool:
+    import torch  # only a config that asks for pinning needs torch here
+
+    return bool(torch.cuda.is_available())
+
+
 @dataclass(frozen=True)
 class ClientConfig:
     """``batch_size`` is samples per micro-batch on this rank;
@@ -44,7 +50,13 @@ class ClientConfig:
     every engine's ``grpc.health.v1`` status is probed (NOT_SERVING or no
     answer: not routable; SERVING again: routable again);
     ``hedge_after_s`` (None or 0: off) asks the next candidate engine for a
-    stream's still-missing ids once it has run that long (first copy wins)."""
+    stream's still-missing ids once it has run that long (first copy wins).
+
+    Receiving: ``pin_memory`` builds batches in page-locked memory, for
+    asynchronous copies to the GPU (None: when CUDA is available);
+    ``shared_memory`` lets an engine on this host hand samples over through
+    /dev/shm instead of TCP (automatic when it can open this client's
+    segment; False: always TCP)."""
 
     endpoints: tuple[str, ...]
     dataset: str | None = None
@@ -63,6 +75,8 @@ class ClientConfig:
     stall_timeout_s: float = 10.0
     health_interval_s: float = 2.0
     hedge_after_s: float | None = None
+    pin_memory: bool | None = None
+    shared_memory: bool = True
 
     def __post_init__(self) -> None:
         check_int(self.world_size, "client.world_size", 1)
@@ -79,6 +93,10 @@ class ClientConfig:
             "health_interval_s",
         ):
             check_range(getattr(self, name), f"client.{name}", 0, lo_open=True, unit="seconds")
+        if self.pin_memory and not _cuda_available():
+            raise ConfigError(
+                "client.pin_memory", "needs CUDA (this torch sees no GPU); leave it unset"
+            )
         if self.hedge_after_s is not None:
             check_range(self.hedge_after_s, "client.hedge_after_s", 0, unit="seconds (0: off)")
 

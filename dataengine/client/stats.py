@@ -48,7 +48,17 @@ class ClientStats:
     ``stalls``: streams cancelled by the stall timeout; ``engines_lost`` /
     ``engines_revived``: live->dead / dead->live transitions;
     ``batches``: micro-batches yielded; ``batch_times``: the monotonic time
-    each recent micro-batch was yielded (bounded)."""
+    each recent micro-batch was yielded (bounded); ``malformed_frames``:
+    received messages that were not a well-formed ``Sample``;
+    ``shared_memory_failures``: shared-memory frames that could not be
+    trusted (their link was dropped and the samples asked again over TCP).
+
+    ``receive``: what receiving cost this process, per transport (``tcp``,
+    ``shared_memory``): ``samples``, ``bytes`` (message bytes plus, for
+    shared memory, the frame bytes read from the slot) and ``cpu_s`` (CPU
+    seconds of the threads that read the streams and assemble batches:
+    gRPC's reads, frame reading, the copy into the batch buffer).
+    ``receive_cost()`` gives it per sample."""
 
     failovers: int = 0
     hedges: int = 0
@@ -58,6 +68,9 @@ class ClientStats:
     engines_lost: int = 0
     engines_revived: int = 0
     batches: int = 0
+    malformed_frames: int = 0
+    shared_memory_failures: int = 0
+    receive: dict[str, dict[str, float]] = field(default_factory=dict)
     events: collections.deque[FleetEvent] = field(
         default_factory=lambda: collections.deque(maxlen=_EVENTS)
     )
@@ -78,6 +91,29 @@ class ClientStats:
             self.events.append(item)
         return item
 
+    def add_receive(self, transport: str, samples: int, nbytes: int, cpu_s: float) -> None:
+        """Count ``samples`` received over ``transport`` (``nbytes``, and
+        ``cpu_s`` seconds of CPU spent on them)."""
+        with self._lock:
+            row = self.receive.setdefault(transport, {"samples": 0, "bytes": 0, "cpu_s": 0.0})
+            row["samples"] += samples
+            row["bytes"] += nbytes
+            row["cpu_s"] += cpu_s
+
+    def receive_cost(self) -> dict[str, dict[str, float]]:
+        """Per transport: ``samples``, ``cpu_ms_per_sample`` and
+        ``bytes_per_sample`` (what the trainer host pays to receive)."""
+        with self._lock:
+            rows = {k: dict(v) for k, v in self.receive.items()}
+        return {
+            k: {
+                "samples": v["samples"],
+                "cpu_ms_per_sample": 1e3 * v["cpu_s"] / v["samples"] if v["samples"] else 0.0,
+                "bytes_per_sample": v["bytes"] / v["samples"] if v["samples"] else 0.0,
+            }
+            for k, v in rows.items()
+        }
+
     def batch_yielded(self) -> None:
         with self._lock:
             self.batches += 1
@@ -95,6 +131,9 @@ class ClientStats:
                 "engines_lost": self.engines_lost,
                 "engines_revived": self.engines_revived,
                 "batches": self.batches,
+                "malformed_frames": self.malformed_frames,
+                "shared_memory_failures": self.shared_memory_failures,
+                "receive": {k: dict(v) for k, v in self.receive.items()},
                 "events": list(self.events),
                 "batch_times": list(self.batch_times),
             }

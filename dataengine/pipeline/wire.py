@@ -24,7 +24,7 @@ from dataengine import tensors
 from dataengine.pipeline.spec import PipelineSpec
 from dataengine.v1 import dataengine_pb2 as pb
 
-__all__ = ["encode_sample", "image_to_uint8"]
+__all__ = ["encode_sample", "image_to_uint8", "sample_parts"]
 
 # Which spec field chooses each tensor's wire dtype.
 _DTYPE_FIELD = {"image": "image_dtype", "waveform": "wave_dtype"}
@@ -70,3 +70,12 @@ def encode_sample(sample_id: int, arrays: Mapping[str, np.ndarray], spec: Pipeli
     rest as they are, in the mapping's order (the bytes protobuf would
     write, with one copy of the tensor data: ``tensors.serialize_sample``)."""
     return tensors.serialize_sample(sample_id, _items(arrays, spec))
+
+
+def sample_parts(
+    sample_id: int, arrays: Mapping[str, np.ndarray], spec: PipelineSpec
+) -> list[bytes | memoryview]:
+    """``encode_sample``'s bytes as pieces, for writing straight into a
+    buffer (a shared-memory slot) with ``tensors.write_parts``: no joined
+    copy in between."""
+    return tensors.sample_parts(sample_id, _items(arrays, spec))

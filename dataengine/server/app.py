@@ -24,8 +24,10 @@ from dataengine.server.config import ServerConfig
 from dataengine.server.drain import DrainGate
 from dataengine.server.pool import WorkerPool
 from dataengine.server.service import DataEngineServicer
+from dataengine.server.shm import SharedSegments
 from dataengine.server.stats import PrometheusCollector, StatsRecorder
 from dataengine.shards import Manifest
+from dataengine.shm import sweep_stale
 from dataengine.tiers.decoded import DecodeCache, default_decode_budget
 from dataengine.tiers.disk import DiskCache, default_disk_budget
 from dataengine.tiers.prepared import PreparedTier, View
@@ -58,7 +60,7 @@ def _identity(data: bytes) -> bytes:
     return data
 
 
-def _handlers(servicer: DataEngineServicer) -> grpc.GenericRpcHandler:
+def _handlers(servicer: DataEngineServicer, segments: SharedSegments) -> grpc.GenericRpcHandler:
     methods = {
         "StreamSamples": grpc.unary_stream_rpc_method_handler(
             servicer.StreamSamples,
@@ -74,6 +76,11 @@ def _handlers(servicer: DataEngineServicer) -> grpc.GenericRpcHandler:
             servicer.DescribeDataset,
             request_deserializer=pb.DescribeDatasetRequest.FromString,
             response_serializer=pb.DatasetInfo.SerializeToString,
+        ),
+        "AttachSharedMemory": grpc.unary_stream_rpc_method_handler(
+            segments.Attach,
+            request_deserializer=pb.AttachRequest.FromString,
+            response_serializer=pb.AttachReply.SerializeToString,
         ),
     }
     return grpc.method_handlers_generic_handler(SERVICE_NAME, methods)
@@ -145,6 +152,8 @@ class EngineServer:
         self.tiers = TierStack(self.cache, None, self.shared, self.views)
         self.stats.tiers = self.tiers.counters
         self.pool = WorkerPool(config.worker_count)
+        self.segments = SharedSegments(self.engine_id)
+        self.stats.shared_segments = lambda: self.segments.count
         self.health = health.HealthServicer()
         self._drain = DrainGate(f"/{SERVICE_NAME}/StreamSamples")
         self._server: grpc.Server | None = None
@@ -188,7 +197,10 @@ class EngineServer:
             self.config.window,
             self.config.ahead,
             self.config.tokenizer_dir,
+            self.segments if self.config.shared_memory else None,
         )
+        if self.config.shared_memory:
+            sweep_stale()  # segments of clients and engines that died on this host
         server = grpc.server(
             futures.ThreadPoolExecutor(
                 max_workers=_rpc_threads(self.config.worker_count), thread_name_prefix="grpc"
@@ -196,7 +208,7 @@ class EngineServer:
             options=GRPC_OPTIONS,
             interceptors=(self._drain,),
         )
-        server.add_generic_rpc_handlers((_handlers(servicer),))
+        server.add_generic_rpc_handlers((_handlers(servicer, self.segments),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
@@ -242,6 +254,7 @@ class EngineServer:
         deadline = time.monotonic() + grace
         self.health.enter_graceful_shutdown()
         self._drain.close()
+        self.segments.stop()
         if self._server is not None:
             self._drain.wait_idle(grace)
             self._server.stop(max(0.0, deadline - time.monotonic())).wait()

@@ -49,6 +49,11 @@ class ServerConfig:
         help="samples per stream decoded ahead into L0 (default: the stream window; 0: off)",
     )
     grace_seconds: float = setting(10.0, help="drain timeout on SIGTERM, seconds", flag="--grace")
+    shared_memory: bool = setting(
+        True,
+        help="hand samples to clients on this host through /dev/shm when they ask "
+        "(--no-shared-memory: TCP only)",
+    )
     tokenizer_dir: Path | None = setting(
         None,
         help="vocabulary files requests may name, by file name (default: only the byte tokenizer)",

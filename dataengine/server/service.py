@@ -29,9 +29,11 @@ from dataengine.errors import DataEngineError
 from dataengine.pipeline.spec import PipelineSpec
 from dataengine.server.pool import WorkerPool
 from dataengine.server.requests import resolve_dataset, resolve_pipeline, validate_sample_ids
+from dataengine.server.shm import SharedSegments, SharedTarget
 from dataengine.server.stats import StatsRecorder
 from dataengine.server.tasks import SampleTask, TaskResult
 from dataengine.shards import Manifest
+from dataengine.shm import SHARED_MEMORY, TCP
 from dataengine.tiers.stack import Claim, Fetch, TierStack
 from dataengine.v1 import dataengine_pb2 as pb
 
@@ -52,6 +54,7 @@ def _task(
     *,
     want_prefix: bool = False,
     prefix_only: bool = False,
+    shared: tuple[str, int, int] | None = None,
 ) -> SampleTask:
     """The worker's task for one sample: what it reads (``fetch``) and what
     it hands back."""
@@ -64,6 +67,7 @@ def _task(
         prepared=fetch.prepared,
         cached=fetch.cached,
         cache_to=fetch.cache_to,
+        shared=shared,
     )
 
 
@@ -99,9 +103,11 @@ class _Stream:
         dataset: str,
         spec: PipelineSpec,
         request: pb.SampleRequest,
+        target: SharedTarget | None = None,
     ) -> None:
         """Claim every id of ``request`` in the tiers at once (each sample's
-        source found, the shard fills it needs started)."""
+        source found, the shard fills it needs started). With ``target``,
+        samples are written into the client's shared-memory slots."""
         self._pool = pool
         self._tiers = tiers
         self._stats = stats
@@ -113,6 +119,10 @@ class _Stream:
         self._want_prefix = tiers.ram.budget_bytes > 0
         self._reserve = tiers.ram.cost(spec.prefix_bytes)
         self.todo: list[Claim] = tiers.claim(dataset, request.sample_ids, spec.prefix_key())
+        self._target = target
+        self._slot: dict[Claim, int] = (
+            {} if target is None else dict(zip(self.todo, target.slots, strict=True))
+        )
         self.inflight: dict[cf.Future[TaskResult], Claim] = {}
         self.ahead: dict[cf.Future[TaskResult], Claim] = {}
         self.decoding_ahead: set[Claim] = set()
@@ -141,7 +151,8 @@ class _Stream:
                 continue
             del todo[i]
             fetch = tiers.fetch(claim, self.stalled_since)
-            task = _task(self._args(claim), fetch, want_prefix=self._want_prefix)
+            shared = None if self._target is None else self._target.task_target(self._slot[claim])
+            task = _task(self._args(claim), fetch, want_prefix=self._want_prefix, shared=shared)
             self.inflight[self._pool.submit(task)] = claim
             submitted = True
         if submitted:
@@ -193,23 +204,39 @@ class _Stream:
         tiers.done(served)
         if result.prefix_blob is not None:
             tiers.store(served, result.prefix_blob, _prefix_seconds(result))
+        message = result.sample_bytes
+        if self._target is not None:
+            slot = self._slot.pop(served)
+            self._target.done(slot)  # stored before the client can see the reference
+            if result.shared_size:
+                ref = pb.SharedRef(slot=slot, size=result.shared_size)
+                message = pb.Sample(sample_id=served.sample_id, shared=ref).SerializeToString()
         # Counted before it is handed to gRPC: a client that has all it asked
         # for may cancel before the generator resumes after a yield.
         if result.error_kind is not None:
             self._stats.add_error(result.error_kind)
         else:
-            self._stats.add_served(1, len(result.sample_bytes))
+            self._stats.add_served(1, result.shared_size or len(result.sample_bytes))
             self._stats.add_source(self._dataset, source)
+            self._stats.add_transport(SHARED_MEMORY if result.shared_size else TCP)
         self._stats.add_stage_times(result.timings)
-        return result.sample_bytes
+        return message
 
     def abandon(self) -> None:
-        """Give back every claim not served (the stream ended or was cancelled)."""
+        """Give back every claim not served (the stream ended or was
+        cancelled); their shared slots are done once no worker writes them."""
+        target = self._target
         for future, claim in [*self.inflight.items(), *self.ahead.items()]:
             future.cancel()
             self._tiers.abandon(claim)
         for claim in self.todo:
             self._tiers.abandon(claim)
+        if target is not None:
+            for future, claim in self.inflight.items():
+                target.done_when(future, self._slot.pop(claim))
+            for slot in self._slot.values():
+                target.done(slot)
+            self._slot.clear()
 
 
 class DataEngineServicer:
@@ -227,8 +254,10 @@ class DataEngineServicer:
         window: int,
         ahead: int = 0,
         tokenizer_dir: Path | None = None,
+        segments: SharedSegments | None = None,
     ) -> None:
         self._manifests = manifests
+        self._segments = segments
         self._tokenizer_dir = tokenizer_dir
         self._pool = pool
         self._tiers = tiers
@@ -258,6 +287,9 @@ class DataEngineServicer:
             manifest = resolve_dataset(request.dataset, self._manifests)
             spec = resolve_pipeline(request.pipeline, self._tokenizer_dir)
             validate_sample_ids(request.sample_ids, manifest)
+            target = None
+            if self._segments is not None and request.HasField("shared"):
+                target = self._segments.target(request.shared, len(request.sample_ids))
         except DataEngineError as exc:
             self._fail(context, exc)
         cancelled = threading.Event()
@@ -266,7 +298,7 @@ class DataEngineServicer:
         with self._active_lock:
             self._active += 1
         try:
-            yield from self._stream(manifest.name, spec, request, cancelled)
+            yield from self._stream(manifest.name, spec, request, cancelled, target)
         except BrokenProcessPool as exc:
             self._pool.recover()
             self._fail(
@@ -283,6 +315,7 @@ class DataEngineServicer:
         spec: PipelineSpec,
         request: pb.SampleRequest,
         cancelled: threading.Event,
+        target: SharedTarget | None,
     ) -> Iterator[bytes]:
         """Serve ``request``'s ids: claim them in the tiers at once (each
         sample's source found, shard fills started), then in passes send up
@@ -297,6 +330,7 @@ class DataEngineServicer:
             dataset=dataset,
             spec=spec,
             request=request,
+            target=target,
         )
         try:
             while stream.busy and not cancelled.is_set():

@@ -12,6 +12,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from dataengine import __version__
+from dataengine.shm import TRANSPORTS
 from dataengine.tiers.counters import CacheCounters
 from dataengine.tiers.stack import SOURCES
 from dataengine.v1 import dataengine_pb2 as pb
@@ -71,6 +72,8 @@ class StatsRecorder:
         self._sources: dict[str, collections.Counter[str]] = {
             name: collections.Counter() for name in datasets
         }
+        self._transports = collections.Counter(dict.fromkeys(TRANSPORTS, 0))
+        self.shared_segments: Callable[[], int] = lambda: 0
         self.gauges: dict[str, Callable[[], int]] = {}
         self.tiers: Callable[[], Mapping[str, CacheCounters]] = dict
 
@@ -94,6 +97,11 @@ class StatsRecorder:
         ("prepared", "decode_cache", "decoded" or "ram")."""
         with self._lock:
             self._sources.setdefault(dataset, collections.Counter())[source] += 1
+
+    def add_transport(self, transport: str) -> None:
+        """One served sample sent by ``transport`` ("tcp" or "shared_memory")."""
+        with self._lock:
+            self._transports[transport] += 1
 
     def add_error(self, kind: str, count: int = 1) -> None:
         with self._lock:
@@ -141,7 +149,9 @@ class StatsRecorder:
                     pb.SourceStats(dataset=name, **{src: counts[src] for src in SOURCES})
                     for name, counts in sorted(self._sources.items())
                 ],
+                transports=dict(self._transports),
             )
+        msg.shared_segments = self.shared_segments()
         for name, gauge in self.gauges.items():
             msg.queue_depths[name] = gauge()
         for tier, c in self.tiers().items():
@@ -221,6 +231,19 @@ class PrometheusCollector(Collector):
             for src in SOURCES:
                 sources.add_metric([row.dataset, src], getattr(row, src))
         yield sources
+        transports = CounterMetricFamily(
+            "medstream_engine_samples_by_transport",
+            "Samples streamed, by transport (tcp, shared_memory)",
+            labels=["transport"],
+        )
+        for name, count in sorted(s.transports.items()):
+            transports.add_metric([name], count)
+        yield transports
+        yield GaugeMetricFamily(
+            "medstream_engine_shared_segments",
+            "Shared-memory segments of same-host clients attached now",
+            value=s.shared_segments,
+        )
         errors = CounterMetricFamily("medstream_engine_errors", "Errors by kind", labels=["kind"])
         for kind, count in s.errors.items():
             errors.add_metric([kind], count)

@@ -40,9 +40,11 @@ from dataengine.pipeline.stored import (
     encode_prefix,
     encode_prefix_error,
 )
-from dataengine.pipeline.wire import encode_sample
+from dataengine.pipeline.wire import encode_sample, sample_parts
 from dataengine.procs import exit_with_parent
 from dataengine.shards import ShardReader, decompress_value, parse_record
+from dataengine.shm import Segment, SharedMemoryError
+from dataengine.tensors import write_parts
 from dataengine.threads import limit_worker_threads
 from dataengine.tiers.decoded import read_entry, write_entry
 from dataengine.tiers.disk import ShardLocation
@@ -59,6 +61,7 @@ _LOG = logging.getLogger(__name__)
 _READERS: OrderedDict[str, tuple[tuple[int, int] | None, ShardReader]] = OrderedDict()
 _MAX_READERS = 32
 _SWEEP_EVERY = 64  # tasks between checks that open L1 files still exist
+_SEGMENTS: dict[str, Segment] = {}  # shared-memory segments this worker wrote to
 _tasks_run = 0
 
 
@@ -70,7 +73,9 @@ class SampleTask:
     ``shard``; ``cache_to`` is where a fresh decode's prefix value goes.
     ``want_prefix`` asks for the prefix blob back (only worth its IPC when
     the front caches it); ``prefix_only`` produces the prefix ahead into L0:
-    no augmentation, no sample."""
+    no augmentation, no sample. ``shared`` is where to write the sample
+    instead of returning it: a leased segment's name, the slot's start
+    offset and its capacity in bytes (``server/shm.py``)."""
 
     dataset: str
     sample_id: int
@@ -84,6 +89,7 @@ class SampleTask:
     prepared: ShardLocation | None = None
     cached: Path | None = None
     cache_to: Path | None = None
+    shared: tuple[str, int, int] | None = None
 
 
 @dataclass
@@ -91,7 +97,9 @@ class TaskResult:
     """What a worker hands back. ``timings`` are seconds per stage;
     ``report`` says which source served the prefix and what was read and
     written in the tiers (``read_tier`` / ``read_bytes``: the last shard
-    read's tier, "L1", "L2" or None, and the bytes of all shard reads)."""
+    read's tier, "L1", "L2" or None, and the bytes of all shard reads).
+    A sample written into shared memory has ``shared_size`` bytes there and
+    empty ``sample_bytes``."""
 
     sample_id: int
     sample_bytes: bytes
@@ -99,6 +107,7 @@ class TaskResult:
     timings: dict[str, float] = field(default_factory=dict)
     error_kind: str | None = None
     report: ReadReport = field(default_factory=ReadReport)
+    shared_size: int = 0  # bytes written into the task's shared slot (0: none)
 
     @property
     def read_tier(self) -> str | None:
@@ -312,6 +321,34 @@ def _find_prefix(task: SampleTask, report: ReadReport, timings: dict[str, float]
     return _decode(task, report, timings)
 
 
+def _shared_segment(name: str) -> Segment:
+    """The worker's mapping of segment ``name`` (opened once; mappings of
+    segments whose name is gone are dropped first)."""
+    for gone in [n for n, seg in _SEGMENTS.items() if not seg.linked]:
+        _SEGMENTS.pop(gone).close()
+    segment = _SEGMENTS.get(name)
+    if segment is None:
+        segment = _SEGMENTS[name] = Segment.open(name)
+    return segment
+
+
+def _write_shared(
+    target: tuple[str, int, int], sid: int, arrays: dict[str, np.ndarray], spec: PipelineSpec
+) -> int:
+    """Serialize the sample straight into its shared slot; return the bytes
+    written, or 0 when it cannot be (the segment is gone or truncated, or the
+    sample does not fit): the sample then goes over TCP."""
+    name, start, capacity = target
+    try:
+        segment = _shared_segment(name)
+        segment.check(start + capacity)
+        with memoryview(segment.buffer) as whole, whole[start : start + capacity] as slot:
+            return write_parts(sample_parts(sid, arrays, spec), slot)
+    except (SharedMemoryError, ValueError) as exc:
+        _LOG.warning("sample %d: not written to shared memory (%s); sent over TCP", sid, exc)
+        return 0
+
+
 def produce_sample(task: SampleTask) -> TaskResult:
     """Produce one serialized ``Sample`` (or, for ``prefix_only``, only the
     prefix blob). Never raises for bad data: the error travels in
@@ -332,10 +369,11 @@ def produce_sample(task: SampleTask) -> TaskResult:
         t0 = time.perf_counter()
         arrays = augment(prefix, task.spec, task.seed, task.epoch, sid)
         t1 = time.perf_counter()
-        data = encode_sample(sid, arrays, task.spec)  # in the spec's wire dtypes
         timings["augment"] = t1 - t0
+        size = 0 if task.shared is None else _write_shared(task.shared, sid, arrays, task.spec)
+        data = b"" if size else encode_sample(sid, arrays, task.spec)  # the spec's wire dtypes
         timings["serialize"] = time.perf_counter() - t1
-        return TaskResult(sid, data, back, timings, report=report)
+        return TaskResult(sid, data, back, timings, report=report, shared_size=size)
     except DataEngineError as exc:
         kind, message = exc.kind, _message(sid, exc)
     except Exception as exc:  # a bug or an unexpected library failure: report, keep serving

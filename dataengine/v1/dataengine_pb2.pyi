@@ -77,18 +77,54 @@ class Augmentations(_message.Message):
     def __init__(self, flip: _Optional[bool] = ..., random_crop: _Optional[bool] = ..., hu_jitter: _Optional[float] = ..., wave_random_window: _Optional[bool] = ..., wave_scale: _Optional[float] = ..., wave_noise: _Optional[float] = ...) -> None: ...
 
 class SampleRequest(_message.Message):
-    __slots__ = ("dataset", "pipeline", "seed", "epoch", "sample_ids")
+    __slots__ = ("dataset", "pipeline", "seed", "epoch", "sample_ids", "shared")
     DATASET_FIELD_NUMBER: _ClassVar[int]
     PIPELINE_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
     EPOCH_FIELD_NUMBER: _ClassVar[int]
     SAMPLE_IDS_FIELD_NUMBER: _ClassVar[int]
+    SHARED_FIELD_NUMBER: _ClassVar[int]
     dataset: str
     pipeline: PipelineSpec
     seed: int
     epoch: int
     sample_ids: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, dataset: _Optional[str] = ..., pipeline: _Optional[_Union[PipelineSpec, _Mapping]] = ..., seed: _Optional[int] = ..., epoch: _Optional[int] = ..., sample_ids: _Optional[_Iterable[int]] = ...) -> None: ...
+    shared: SharedSlots
+    def __init__(self, dataset: _Optional[str] = ..., pipeline: _Optional[_Union[PipelineSpec, _Mapping]] = ..., seed: _Optional[int] = ..., epoch: _Optional[int] = ..., sample_ids: _Optional[_Iterable[int]] = ..., shared: _Optional[_Union[SharedSlots, _Mapping]] = ...) -> None: ...
+
+class SharedSlots(_message.Message):
+    __slots__ = ("segment", "ticket", "slots")
+    SEGMENT_FIELD_NUMBER: _ClassVar[int]
+    TICKET_FIELD_NUMBER: _ClassVar[int]
+    SLOTS_FIELD_NUMBER: _ClassVar[int]
+    segment: str
+    ticket: int
+    slots: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, segment: _Optional[str] = ..., ticket: _Optional[int] = ..., slots: _Optional[_Iterable[int]] = ...) -> None: ...
+
+class SharedRef(_message.Message):
+    __slots__ = ("slot", "size")
+    SLOT_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    slot: int
+    size: int
+    def __init__(self, slot: _Optional[int] = ..., size: _Optional[int] = ...) -> None: ...
+
+class AttachRequest(_message.Message):
+    __slots__ = ("segment", "nonce")
+    SEGMENT_FIELD_NUMBER: _ClassVar[int]
+    NONCE_FIELD_NUMBER: _ClassVar[int]
+    segment: str
+    nonce: bytes
+    def __init__(self, segment: _Optional[str] = ..., nonce: _Optional[bytes] = ...) -> None: ...
+
+class AttachReply(_message.Message):
+    __slots__ = ("engine_pid", "engine_id")
+    ENGINE_PID_FIELD_NUMBER: _ClassVar[int]
+    ENGINE_ID_FIELD_NUMBER: _ClassVar[int]
+    engine_pid: int
+    engine_id: str
+    def __init__(self, engine_pid: _Optional[int] = ..., engine_id: _Optional[str] = ...) -> None: ...
 
 class Tensor(_message.Message):
     __slots__ = ("name", "dtype", "shape", "data")
@@ -111,14 +147,16 @@ class SampleError(_message.Message):
     def __init__(self, kind: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
 
 class Sample(_message.Message):
-    __slots__ = ("sample_id", "tensors", "error")
+    __slots__ = ("sample_id", "tensors", "error", "shared")
     SAMPLE_ID_FIELD_NUMBER: _ClassVar[int]
     TENSORS_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
+    SHARED_FIELD_NUMBER: _ClassVar[int]
     sample_id: int
     tensors: _containers.RepeatedCompositeFieldContainer[Tensor]
     error: SampleError
-    def __init__(self, sample_id: _Optional[int] = ..., tensors: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., error: _Optional[_Union[SampleError, _Mapping]] = ...) -> None: ...
+    shared: SharedRef
+    def __init__(self, sample_id: _Optional[int] = ..., tensors: _Optional[_Iterable[_Union[Tensor, _Mapping]]] = ..., error: _Optional[_Union[SampleError, _Mapping]] = ..., shared: _Optional[_Union[SharedRef, _Mapping]] = ...) -> None: ...
 
 class GetStatsRequest(_message.Message):
     __slots__ = ()
@@ -171,7 +209,7 @@ class CacheStats(_message.Message):
     def __init__(self, tier: _Optional[str] = ..., hits: _Optional[int] = ..., misses: _Optional[int] = ..., bytes_held: _Optional[int] = ..., budget_bytes: _Optional[int] = ..., entries: _Optional[int] = ..., evictions: _Optional[int] = ..., bytes_read: _Optional[int] = ..., fills: _Optional[int] = ..., fill_seconds_total: _Optional[float] = ..., fill_mean_ms: _Optional[float] = ..., prefetch_fills: _Optional[int] = ..., prefetch_lead_mean_ms: _Optional[float] = ..., waits: _Optional[int] = ..., wait_seconds_total: _Optional[float] = ...) -> None: ...
 
 class EngineStats(_message.Message):
-    __slots__ = ("engine_id", "version", "uptime_seconds", "samples_served", "bytes_served", "samples_per_second", "stages", "queue_depths", "caches", "errors", "workers", "bottleneck_stage", "streams_total", "datasets", "sources")
+    __slots__ = ("engine_id", "version", "uptime_seconds", "samples_served", "bytes_served", "samples_per_second", "stages", "queue_depths", "caches", "errors", "workers", "bottleneck_stage", "streams_total", "datasets", "sources", "transports", "shared_segments")
     class QueueDepthsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -180,6 +218,13 @@ class EngineStats(_message.Message):
         value: int
         def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
     class ErrorsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class TransportsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -201,6 +246,8 @@ class EngineStats(_message.Message):
     STREAMS_TOTAL_FIELD_NUMBER: _ClassVar[int]
     DATASETS_FIELD_NUMBER: _ClassVar[int]
     SOURCES_FIELD_NUMBER: _ClassVar[int]
+    TRANSPORTS_FIELD_NUMBER: _ClassVar[int]
+    SHARED_SEGMENTS_FIELD_NUMBER: _ClassVar[int]
     engine_id: str
     version: str
     uptime_seconds: float
@@ -216,7 +263,9 @@ class EngineStats(_message.Message):
     streams_total: int
     datasets: _containers.RepeatedScalarFieldContainer[str]
     sources: _containers.RepeatedCompositeFieldContainer[SourceStats]
-    def __init__(self, engine_id: _Optional[str] = ..., version: _Optional[str] = ..., uptime_seconds: _Optional[float] = ..., samples_served: _Optional[int] = ..., bytes_served: _Optional[int] = ..., samples_per_second: _Optional[float] = ..., stages: _Optional[_Iterable[_Union[StageStats, _Mapping]]] = ..., queue_depths: _Optional[_Mapping[str, int]] = ..., caches: _Optional[_Iterable[_Union[CacheStats, _Mapping]]] = ..., errors: _Optional[_Mapping[str, int]] = ..., workers: _Optional[int] = ..., bottleneck_stage: _Optional[str] = ..., streams_total: _Optional[int] = ..., datasets: _Optional[_Iterable[str]] = ..., sources: _Optional[_Iterable[_Union[SourceStats, _Mapping]]] = ...) -> None: ...
+    transports: _containers.ScalarMap[str, int]
+    shared_segments: int
+    def __init__(self, engine_id: _Optional[str] = ..., version: _Optional[str] = ..., uptime_seconds: _Optional[float] = ..., samples_served: _Optional[int] = ..., bytes_served: _Optional[int] = ..., samples_per_second: _Optional[float] = ..., stages: _Optional[_Iterable[_Union[StageStats, _Mapping]]] = ..., queue_depths: _Optional[_Mapping[str, int]] = ..., caches: _Optional[_Iterable[_Union[CacheStats, _Mapping]]] = ..., errors: _Optional[_Mapping[str, int]] = ..., workers: _Optional[int] = ..., bottleneck_stage: _Optional[str] = ..., streams_total: _Optional[int] = ..., datasets: _Optional[_Iterable[str]] = ..., sources: _Optional[_Iterable[_Union[SourceStats, _Mapping]]] = ..., transports: _Optional[_Mapping[str, int]] = ..., shared_segments: _Optional[int] = ...) -> None: ...
 
 class SourceStats(_message.Message):
     __slots__ = ("dataset", "prepared", "decode_cache", "decoded", "ram")

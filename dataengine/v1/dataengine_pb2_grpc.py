@@ -49,6 +49,11 @@ class DataEngineStub:
                 request_serializer=dataengine_dot_v1_dot_dataengine__pb2.DescribeDatasetRequest.SerializeToString,
                 response_deserializer=dataengine_dot_v1_dot_dataengine__pb2.DatasetInfo.FromString,
                 _registered_method=True)
+        self.AttachSharedMemory = channel.unary_stream(
+                '/dataengine.v1.DataEngine/AttachSharedMemory',
+                request_serializer=dataengine_dot_v1_dot_dataengine__pb2.AttachRequest.SerializeToString,
+                response_deserializer=dataengine_dot_v1_dot_dataengine__pb2.AttachReply.FromString,
+                _registered_method=True)
 
 
 class DataEngineServicer:
@@ -78,6 +83,20 @@ class DataEngineServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def AttachSharedMemory(self, request, context):
+        """Same-host shared memory (optional; TCP clients never call it). The
+        client creates a segment in /dev/shm (layout: SharedMemory below) and
+        asks the engine to attach it. The engine answers one AttachReply and
+        keeps the call open for as long as it holds the segment: the open call
+        is the lease. When the call ends on either side (the client closed or
+        died, the engine stopped or died), the other side unlinks the segment's
+        name. An engine that cannot open the segment (another host, another
+        /dev/shm) answers FAILED_PRECONDITION and the client stays on TCP.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DataEngineServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -95,6 +114,11 @@ def add_DataEngineServicer_to_server(servicer, server):
                     servicer.DescribeDataset,
                     request_deserializer=dataengine_dot_v1_dot_dataengine__pb2.DescribeDatasetRequest.FromString,
                     response_serializer=dataengine_dot_v1_dot_dataengine__pb2.DatasetInfo.SerializeToString,
+            ),
+            'AttachSharedMemory': grpc.unary_stream_rpc_method_handler(
+                    servicer.AttachSharedMemory,
+                    request_deserializer=dataengine_dot_v1_dot_dataengine__pb2.AttachRequest.FromString,
+                    response_serializer=dataengine_dot_v1_dot_dataengine__pb2.AttachReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -178,6 +202,33 @@ class DataEngine:
             '/dataengine.v1.DataEngine/DescribeDataset',
             dataengine_dot_v1_dot_dataengine__pb2.DescribeDatasetRequest.SerializeToString,
             dataengine_dot_v1_dot_dataengine__pb2.DatasetInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AttachSharedMemory(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/dataengine.v1.DataEngine/AttachSharedMemory',
+            dataengine_dot_v1_dot_dataengine__pb2.AttachRequest.SerializeToString,
+            dataengine_dot_v1_dot_dataengine__pb2.AttachReply.FromString,
             options,
             channel_credentials,
             insecure,

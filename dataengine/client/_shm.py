@@ -1,0 +1,206 @@
+"""The client's same-host links: one shared-memory segment per engine that
+can see it, and the slots of that segment.
+
+``SharedLink.open`` creates a segment (``dataengine/shm.py``) and calls the
+engine's ``AttachSharedMemory``. An engine on another host (or in another
+/dev/shm) cannot open it and answers FAILED_PRECONDITION: the client stays
+on TCP with that engine. An engine that attached keeps the call open: the
+lease. A thread watches it; when it ends (the engine stopped or died) the
+link is broken, the segment's name is unlinked at once, and the fetcher
+goes back to TCP for that engine (and tries a new link once the engine is
+back).
+
+Slots. A request's ids get one slot each and a fresh ticket. A slot may be
+handed out again only once the engine stored that ticket in its done word
+(it will not write the slot again: served, failed or cancelled) and the
+client released it: after the batch holding its frame was assembled, or,
+for a slot whose frame never arrived, when its call ended. A frame is
+read only after checking that the segment still has its name and its size
+(``Segment.check``): a vanished or truncated segment is a ``data_loss`` for
+the link, never a read past the mapping's end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Iterable
+
+import grpc
+
+from dataengine.client._collate import Frame
+from dataengine.frame import FrameError, read_sample
+from dataengine.shm import Segment, SharedMemoryError, sweep_stale
+from dataengine.v1 import dataengine_pb2 as pb
+from dataengine.v1 import dataengine_pb2_grpc as pb_grpc
+
+__all__ = ["NotSameHostError", "SharedLink"]
+
+_LOG = logging.getLogger(__name__)
+_swept = False
+_sweep_lock = threading.Lock()
+
+
+class NotSameHostError(SharedMemoryError):
+    """The engine cannot open this client's segment (another host or another
+    /dev/shm): shared memory is not possible with it."""
+
+
+def _sweep_once() -> None:
+    """Remove segments left by dead processes, once per client process."""
+    global _swept
+    with _sweep_lock:
+        if not _swept:
+            _swept = True
+            sweep_stale()
+
+
+class SharedLink:
+    """One engine's link (see the module docstring). Thread-safe."""
+
+    def __init__(self, endpoint: str, segment: Segment) -> None:
+        self.endpoint = endpoint
+        self.segment = segment
+        self.broken: str | None = None
+        self.engine_pid = 0
+        self._lock = threading.Lock()
+        self._ticket = 0
+        self._assigned: dict[int, int] = {}  # slot -> ticket it was handed out with
+        self._pending: set[int] = set()  # handed out and not yet released
+        self._call: grpc.Call | None = None
+
+    @classmethod
+    def open(
+        cls,
+        endpoint: str,
+        stub: pb_grpc.DataEngineStub,
+        slots: int,
+        slot_bytes: int,
+        timeout_s: float,
+    ) -> SharedLink:
+        """Create a segment and have the engine attach it. Raises
+        ``NotSameHostError`` when the engine cannot see it, and
+        ``SharedMemoryError`` for anything else (no room in /dev/shm, no
+        answer within ``timeout_s``)."""
+        _sweep_once()
+        link = cls(endpoint, Segment.create(slots, slot_bytes))
+        try:
+            link._attach(stub, timeout_s)
+        except BaseException:
+            link.close()
+            raise
+        return link
+
+    def _attach(self, stub: pb_grpc.DataEngineStub, timeout_s: float) -> None:
+        seg = self.segment
+        call = stub.AttachSharedMemory(pb.AttachRequest(segment=seg.name, nonce=seg.nonce))
+        self._call = call
+        attached = threading.Event()
+        failure: list[BaseException] = []
+
+        def lease() -> None:
+            try:
+                reply = next(call)
+                self.engine_pid = reply.engine_pid
+                attached.set()
+                for _ in call:  # the engine sends nothing more; the call's end is the news
+                    pass
+                reason = "the engine ended the lease (stopping)"
+            except grpc.RpcError as exc:
+                failure.append(exc)
+                reason = f"lease call ended: {exc.code().name}: {exc.details()}"
+            except StopIteration:
+                reason = "the engine closed the lease without attaching"
+            finally:
+                attached.set()
+            self._break(reason)
+
+        threading.Thread(target=lease, name=f"engine-shm-{self.endpoint}", daemon=True).start()
+        if not attached.wait(timeout_s):
+            raise SharedMemoryError(f"{self.endpoint}: no answer to AttachSharedMemory")
+        if failure:
+            exc = failure[0]
+            if isinstance(exc, grpc.RpcError) and exc.code() in (
+                grpc.StatusCode.FAILED_PRECONDITION,
+                grpc.StatusCode.UNIMPLEMENTED,
+            ):
+                raise NotSameHostError(f"{self.endpoint}: {exc.details()}")
+            raise SharedMemoryError(f"{self.endpoint}: attach failed: {exc}")
+        if self.broken is not None:
+            raise SharedMemoryError(f"{self.endpoint}: {self.broken}")
+        _LOG.info(
+            "engine %s (pid %d) attached shared-memory segment %s (%d slots of %d bytes)",
+            self.endpoint,
+            self.engine_pid,
+            seg.name,
+            seg.slots,
+            seg.slot_bytes,
+        )
+
+    # -- slots -----------------------------------------------------------
+
+    def allocate(self, count: int) -> tuple[int, list[int]] | None:
+        """A fresh ticket and ``count`` free slots, or None (broken, or not
+        enough free slots: the request goes over TCP)."""
+        seg = self.segment
+        with self._lock:
+            if self.broken is not None:
+                return None
+            free = []
+            for slot in range(seg.slots):
+                ticket = self._assigned.get(slot)
+                if slot in self._pending or (ticket is not None and seg.done(slot) != ticket):
+                    continue
+                free.append(slot)
+                if len(free) == count:
+                    break
+            if len(free) < count:
+                return None
+            self._ticket += 1
+            for slot in free:
+                self._assigned[slot] = self._ticket
+            self._pending.update(free)
+            return self._ticket, free
+
+    def frame(self, slot: int, size: int, sample_id: int) -> Frame:
+        """Read the frame the engine wrote into ``slot`` for ``sample_id``
+        (the slot stays handed out until ``release``). ``SharedMemoryError``
+        or ``FrameError`` (both ``data_loss``) when it cannot be trusted."""
+        seg = self.segment
+        start, stop = seg.slot_range(slot)
+        if size > stop - start:
+            raise FrameError(f"{seg.name}: slot {slot} holds {stop - start} bytes, not {size}")
+        seg.check(start + size)
+        view = read_sample(seg.buffer, start, start + size)
+        if view.sample_id != sample_id:
+            raise FrameError(
+                f"{seg.name}: slot {slot} holds sample {view.sample_id}, not {sample_id}"
+            )
+        return Frame(seg.buffer, view)
+
+    def release(self, slots: Iterable[int]) -> None:
+        """The client is done with these slots (their frames are copied, or
+        their call ended without them); each is free again once its done
+        word holds its ticket."""
+        with self._lock:
+            self._pending.difference_update(slots)
+
+    # -- lifetime --------------------------------------------------------
+
+    def _break(self, reason: str) -> None:
+        with self._lock:
+            if self.broken is not None:
+                return
+            self.broken = reason
+        self.segment.unlink()
+        _LOG.info("shared memory with %s off: %s", self.endpoint, reason)
+
+    def close(self, reason: str = "closed by the client") -> None:
+        """End the lease and unlink the segment (idempotent). The mapping
+        stays while frames read from it are still referenced (a batch not
+        yet assembled); it is unmapped when the last of them goes."""
+        self._break(reason)
+        if self._call is not None:
+            with contextlib.suppress(Exception):
+                self._call.cancel()

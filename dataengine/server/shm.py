@@ -1,0 +1,125 @@
+"""The engine's side of the same-host path: the segments clients attached.
+
+``AttachSharedMemory`` opens a client's segment by name (only
+``medstream-...`` names in /dev/shm, and only when its nonce matches the
+request's), answers once, and keeps the call open: while it is open the
+segment is leased to this engine, and requests may name it. When the call
+ends (the client closed it or died: gRPC cancels the call when the
+connection drops) or the engine stops, the segment's name is unlinked and
+the segment forgotten. Requests still in flight keep the mapping they hold
+until they finish.
+
+``SharedTarget`` is one request's slots in a leased segment: where the
+workers write each sample (``task_target``), and the done words the front
+stores when it will not write a slot again (served, failed, cancelled).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+import os
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from dataengine.errors import ConfigError
+from dataengine.shm import Segment, SharedMemoryError
+from dataengine.v1 import dataengine_pb2 as pb
+
+__all__ = ["SharedSegments", "SharedTarget"]
+
+_LOG = logging.getLogger(__name__)
+_LEASE_POLL_S = 0.5
+
+
+@dataclass(frozen=True)
+class SharedTarget:
+    """The slots of one request: ``slots[i]`` receives the request's i-th id."""
+
+    segment: Segment
+    ticket: int
+    slots: list[int]
+
+    def task_target(self, slot: int) -> tuple[str, int, int]:
+        """What a worker needs to write into ``slot``: segment name, start
+        offset and capacity (bytes)."""
+        start, stop = self.segment.slot_range(slot)
+        return self.segment.name, start, stop - start
+
+    def done(self, slot: int) -> None:
+        """The engine will not write ``slot`` again for this request."""
+        self.segment.set_done(slot, self.ticket)
+
+    def done_when(self, future: cf.Future[Any], slot: int) -> None:
+        """Mark ``slot`` done once ``future`` (its worker task) has finished,
+        however it ends: only then is no worker writing it."""
+        future.add_done_callback(lambda _: self.done(slot))
+
+
+class SharedSegments:
+    """Leased segments by name, and the ``AttachSharedMemory`` RPC."""
+
+    def __init__(self, engine_id: str) -> None:
+        self._engine_id = engine_id
+        self._lock = threading.Lock()
+        self._segments: dict[str, Segment] = {}
+        self._stopping = threading.Event()
+
+    @property
+    def count(self) -> int:
+        """Segments leased now."""
+        with self._lock:
+            return len(self._segments)
+
+    def target(self, shared: pb.SharedSlots, ids: int) -> SharedTarget | None:
+        """The request's ``SharedTarget`` (None: no slots asked for, or the
+        segment is not leased here: the request is served over TCP).
+        ``ConfigError`` when the slots do not fit the segment or the ids."""
+        if not shared.segment:
+            return None
+        with self._lock:
+            segment = self._segments.get(shared.segment)
+        if segment is None:
+            return None
+        slots = list(shared.slots)
+        if len(slots) != ids:
+            raise ConfigError("shared.slots", f"{len(slots)} slots for {ids} sample ids")
+        bad = [s for s in slots if not 0 <= s < segment.slots]
+        if bad:
+            raise ConfigError(
+                "shared.slots", f"slot {bad[0]} is outside the segment's 0..{segment.slots - 1}"
+            )
+        return SharedTarget(segment, int(shared.ticket), slots)
+
+    def Attach(
+        self, request: pb.AttachRequest, context: grpc.ServicerContext
+    ) -> Iterator[pb.AttachReply]:
+        """Open the client's segment and hold it while the call is open."""
+        try:
+            segment = Segment.open(request.segment, bytes(request.nonce))
+        except SharedMemoryError as exc:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"not attachable here: {exc}")
+            raise AssertionError("unreachable: context.abort raises") from None
+        ended = threading.Event()
+        context.add_callback(ended.set)
+        with self._lock:
+            self._segments[segment.name] = segment
+        _LOG.info("shared-memory segment %s attached (%d slots)", segment.name, segment.slots)
+        try:
+            yield pb.AttachReply(engine_pid=os.getpid(), engine_id=self._engine_id)
+            while not ended.wait(_LEASE_POLL_S) and not self._stopping.is_set():
+                pass
+        finally:
+            with self._lock:
+                self._segments.pop(segment.name, None)
+            segment.unlink()
+            _LOG.info("shared-memory segment %s released", segment.name)
+
+    def stop(self) -> None:
+        """End every lease: the engine is stopping (clients go back to TCP
+        with the engines that stay)."""
+        self._stopping.set()
