@@ -1,5 +1,6 @@
 """Trainer-side client: deterministic order, engine fan-out, torch batches."""
 
+from dataengine.client._buffers import HostBatch
 from dataengine.client._client import EngineClient, EngineUnavailableError, LostSample
 from dataengine.client.config import ClientConfig, parse_endpoints
 from dataengine.client.dataset import EngineIterableDataset
@@ -12,6 +13,7 @@ __all__ = [
     "EngineIterableDataset",
     "EngineUnavailableError",
     "FleetEvent",
+    "HostBatch",
     "LostSample",
     "parse_endpoints",
 ]

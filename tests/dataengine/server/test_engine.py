@@ -36,6 +36,7 @@ def test_grpcurl_lists_and_calls_the_service_through_reflection(engine: str) -> 
     assert "grpc.health.v1.Health" in services
     methods = _grpcurl(engine, "list", "dataengine.v1.DataEngine").split()
     assert methods == [
+        "dataengine.v1.DataEngine.AttachSharedMemory",
         "dataengine.v1.DataEngine.DescribeDataset",
         "dataengine.v1.DataEngine.GetStats",
         "dataengine.v1.DataEngine.StreamSamples",
@@ -67,6 +68,39 @@ def test_grpcurl_lists_and_calls_the_service_through_reflection(engine: str) -> 
     described = json.loads(_grpcurl("-d", "{}", engine, "dataengine.v1.DataEngine/DescribeDataset"))
     assert described["name"] == "synthetic"
     assert int(described["num_samples"]) == 12
+
+
+def test_grpcurl_streams_tensors_inline_and_cannot_attach_a_segment_it_lacks(engine: str) -> None:
+    """A client without shared memory (grpcurl) gets tensors in the messages,
+    also when it names a segment this engine never leased; an attach of a
+    segment the engine cannot open is FAILED_PRECONDITION, not a crash."""
+    request = {
+        "dataset": "synthetic",
+        "sample_ids": [3],
+        "shared": {"segment": "medstream-1-2-3-" + "0" * 32, "ticket": 1, "slots": [0]},
+    }
+    out = _grpcurl("-d", json.dumps(request), engine, "dataengine.v1.DataEngine/StreamSamples")
+    sample = json.loads(out)
+    assert sample["sample_id"] == "3" and "shared" not in sample
+    assert [t["name"] for t in sample["tensors"]][:2] == ["image", "waveform"]
+    attach = {"segment": "medstream-1-2-3-" + "0" * 32, "nonce": ""}
+    result = subprocess.run(
+        [
+            GRPCURL,
+            "-plaintext",
+            "-d",
+            json.dumps(attach),
+            engine,
+            "dataengine.v1.DataEngine/AttachSharedMemory",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode != 0
+    assert "FailedPrecondition" in result.stderr and "not attachable here" in result.stderr
+    stats = json.loads(_grpcurl("-emit-defaults", engine, "dataengine.v1.DataEngine/GetStats"))
+    assert int(stats["transports"]["tcp"]) >= 1 and stats["shared_segments"] == 0
 
 
 def test_health_reports_serving(engine: str) -> None:
