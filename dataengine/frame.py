@@ -218,12 +218,22 @@ def _pair(buf: Any, start: int, stop: int, where: str) -> tuple[Any, Any]:
 
 
 def read_sample(buffer: Any, start: int = 0, stop: int | None = None) -> SampleView:
-    """Read the ``Sample`` in ``buffer[start:stop]`` (``bytes``, a
-    ``memoryview`` or anything ``np.frombuffer`` takes) without copying its
-    tensors; offsets in the result are relative to ``buffer``.
+    """Read the ``Sample`` in bytes ``[start, stop)`` of ``buffer``
+    (``bytes``, an ``mmap``, a ``memoryview`` or anything else
+    ``np.frombuffer`` takes, read by its bytes whatever its item type)
+    without copying its tensors; offsets in the result are byte offsets in
+    ``buffer``.
 
     Raises ``FrameError`` when the frame is malformed (see the module
     docstring); its message names the field."""
+    # Index bytes, not items: a numpy array's items are numpy integers that
+    # wrap when shifted, a wider memoryview's are not bytes at all. The view
+    # is released before returning, so an mmap can still be closed.
+    with memoryview(buffer) as whole, whole.cast("B") as raw:
+        return _read(raw, start, stop)
+
+
+def _read(buffer: memoryview, start: int, stop: int | None) -> SampleView:
     end = len(buffer) if stop is None else stop
     if not 0 <= start <= end <= len(buffer):
         raise FrameError(f"frame [{start}, {stop}) lies outside a buffer of {len(buffer)} bytes")
@@ -250,9 +260,10 @@ def peek_sample_id(buffer: Any) -> int | None:
     read: field 1, before the first malformed field (the engine writes it
     first). A frame that starts with another well-formed field is sample 0
     (proto3 leaves a zero id out); anything else is None."""
-    try:
-        for number, wire, value, _, _ in _fields(buffer, 0, len(buffer), "sample"):
-            return value if number == 1 and wire == _VARINT else 0
-    except FrameError:
-        return None
+    with memoryview(buffer) as whole, whole.cast("B") as raw:
+        try:
+            for number, wire, value, _, _ in _fields(raw, 0, len(raw), "sample"):
+                return value if number == 1 and wire == _VARINT else 0
+        except FrameError:
+            return None
     return 0
