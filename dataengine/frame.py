@@ -51,6 +51,7 @@ _STORAGE: dict[int, np.dtype] = {
 }
 _MAX_DIMS = 32
 _MAX_ELEMENTS = 1 << 40  # far above any sample; keeps products exact and small
+_U64 = (1 << 64) - 1
 
 # Wire types.
 _VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
@@ -107,13 +108,14 @@ class SampleView:
 
 
 def _varint(buf: Any, pos: int, end: int) -> tuple[int, int]:
-    """The varint at ``pos`` and the position after it."""
+    """The varint at ``pos`` and the position after it. Bits above the 64th
+    (a tenth byte above 1) are dropped, as protobuf drops them."""
     value = shift = 0
     for i in range(pos, min(end, pos + 10)):
         byte = buf[i]
         value |= (byte & 0x7F) << shift
         if byte < 0x80:
-            return value, i + 1
+            return value & _U64, i + 1
         shift += 7
     raise FrameError(f"varint at byte {pos} runs past its message or ten bytes")
 
