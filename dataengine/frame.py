@@ -190,12 +190,16 @@ def _tensor(buf: Any, start: int, stop: int, index: int) -> TensorView:
     dtype = _STORAGE.get(code)
     if dtype is None:
         raise FrameError(f"{where}: unknown dtype code {code}")
-    elements = 1
+    # ``span`` (the product of the non-zero dims) is bounded too: a zero-size
+    # tensor of shape (0, 2**62) holds no bytes, but numpy (strides) and
+    # torch cannot make an array of that shape.
+    elements = span = 1
     for dim in shape:
         if dim >= 1 << 63:  # int64 on the wire: a negative dimension
             raise FrameError(f"{where}: negative dimension in shape")
         elements *= dim
-        if elements > _MAX_ELEMENTS:
+        span *= max(dim, 1)
+        if span > _MAX_ELEMENTS:
             raise FrameError(f"{where}: shape {shape} is implausibly large")
     offset, nbytes = data if data is not None else (0, 0)
     if nbytes != elements * dtype.itemsize:
