@@ -210,17 +210,27 @@ def _tensor(buf: Any, start: int, stop: int, index: int) -> TensorView:
     return TensorView(name, code, tuple(shape), offset, nbytes)
 
 
-def _pair(buf: Any, start: int, stop: int, where: str) -> tuple[Any, Any]:
-    """Fields 1 and 2 of a small message (``SampleError``, ``SharedRef``)."""
-    first: Any = None
-    second: Any = None
-    for number, wire, value, a, b in _fields(buf, start, stop, where):
-        item = _text(buf, a, b, where) if wire == _LEN else value
-        if number == 1:
-            first = item
-        elif number == 2:
-            second = item
-    return first, second
+def _error(buf: Any, start: int, stop: int, kind: str, message: str) -> tuple[str, str]:
+    """``SampleError``'s ``(kind, message)`` strings, merged into ``kind``
+    and ``message`` (a message field seen twice is merged, as protobuf does)."""
+    for number, wire, _, a, b in _fields(buf, start, stop, "sample error"):
+        if number == 1 and wire == _LEN:
+            kind = _text(buf, a, b, "sample error")
+        elif number == 2 and wire == _LEN:
+            message = _text(buf, a, b, "sample error")
+    return kind, message
+
+
+def _shared(buf: Any, start: int, stop: int, slot: int, size: int) -> tuple[int, int]:
+    """``SharedRef``'s ``(slot, size)``, merged into ``slot`` and ``size``:
+    uint32 and uint64 as protobuf reads them (a slot's bits above 32
+    dropped)."""
+    for number, wire, value, _, _ in _fields(buf, start, stop, "shared reference"):
+        if number == 1 and wire == _VARINT:
+            slot = value & 0xFFFFFFFF
+        elif number == 2 and wire == _VARINT:
+            size = value
+    return slot, size
 
 
 def read_sample(buffer: Any, start: int = 0, stop: int | None = None) -> SampleView:
@@ -253,11 +263,9 @@ def _read(buffer: memoryview, start: int, stop: int | None) -> SampleView:
         elif number == 2 and wire == _LEN:
             views.append(_tensor(buffer, a, b, len(views)))
         elif number == 3 and wire == _LEN:
-            kind, message = _pair(buffer, a, b, "sample error")
-            error = (kind or "", message or "")
+            error = _error(buffer, a, b, *(error or ("", "")))
         elif number == 4 and wire == _LEN:
-            slot, size = _pair(buffer, a, b, "shared reference")
-            shared = (int(slot or 0), int(size or 0))
+            shared = _shared(buffer, a, b, *(shared or (0, 0)))
     return SampleView(sample_id, views, error, shared)
 
 
