@@ -272,12 +272,17 @@ def _read(buffer: memoryview, start: int, stop: int | None) -> SampleView:
 def peek_sample_id(buffer: Any) -> int | None:
     """The ``sample_id`` of a frame ``read_sample`` refused, when it can be
     read: field 1, before the first malformed field (the engine writes it
-    first). A frame that starts with another well-formed field is sample 0
-    (proto3 leaves a zero id out); anything else is None."""
+    first). A frame that starts with a well-formed tensor, error or shared
+    reference is sample 0 (proto3 leaves a zero id out; the engine then
+    writes one of those first); anything else is None: a frame that starts
+    with another field is not the engine's, and naming it sample 0 would
+    report the wrong sample lost."""
     with memoryview(buffer) as whole, whole.cast("B") as raw:
         try:
             for number, wire, value, _, _ in _fields(raw, 0, len(raw), "sample"):
-                return value if number == 1 and wire == _VARINT else 0
+                if number == 1 and wire == _VARINT:
+                    return int(value)
+                return 0 if number in (2, 3, 4) and wire == _LEN else None
         except FrameError:
             return None
     return 0
