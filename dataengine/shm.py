@@ -158,7 +158,12 @@ class Segment:
         slot_bytes = -(-slot_bytes // PAGE) * PAGE
         data_offset, size = _layout(slots, slot_bytes)
         path = directory / segment_name()
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:
+            raise SharedMemoryError(
+                f"cannot create a segment in {directory}: {exc.strerror}"
+            ) from None
         try:
             os.posix_fallocate(fd, 0, size)
             mm = mmap.mmap(fd, size)
