@@ -226,7 +226,10 @@ class Segment:
         return self._mm
 
     def done(self, slot: int) -> int:
-        """The ticket last stored in ``slot``'s done word."""
+        """The ticket last stored in ``slot``'s done word;
+        ``SharedMemoryError`` for a slot the segment does not have."""
+        if not 0 <= slot < self.slots:
+            raise SharedMemoryError(f"{self.name}: slot {slot} is outside 0..{self.slots - 1}")
         return int(struct.unpack_from("<Q", self._mm, _DONE_AT + 8 * slot)[0])
 
     def set_done(self, slot: int, ticket: int) -> None:
