@@ -6,16 +6,19 @@ for one study's sample), and the parse itself copies again. The engine
 writes ``Sample`` messages with a fixed field order (``tensors.
 serialize_sample``), but this reader does not rely on it: it walks the
 protobuf wire format of ``Sample``, ``Tensor``, ``SampleError`` and
-``SharedRef`` field by field, skips unknown fields, and records where each
-tensor's ``data`` lies in the buffer. ``TensorView.array`` is then a
-read-only ``np.frombuffer`` view of those bytes.
+``SharedRef`` field by field, skips unknown fields (and, as protobuf does,
+known ones of the wrong wire type), and records where each tensor's
+``data`` lies in the buffer. ``TensorView.array`` is then a read-only
+``np.frombuffer`` view of those bytes. What it reads is what protobuf's
+parse gives (``tests/dataengine/test_frame.py`` checks it, fuzzed).
 
 Every length and offset is checked against the buffer before use, so a
 frame whose declared sizes disagree with its bytes raises ``FrameError``
 (kind ``data_loss``), never an out-of-bounds read: a varint may not run past
 the end or past ten bytes, a field's length may not run past its message, a
 tensor's ``data`` must be exactly ``prod(shape) * itemsize`` bytes, a
-dimension may not be negative, and an unknown dtype is refused.
+dimension may not be negative, the dimensions (zeros left out) may not
+multiply past 2**40, and an unknown dtype is refused.
 """
 
 from __future__ import annotations
