@@ -36,14 +36,15 @@ D. one stream over loopback, in GB/s (10^9 bytes per second):
    - the real engine: warm L0, a large batch, TCP, float32; its
      augmentation runs on the same cores, so this is the fleet's figure
      (engine-bound), shown against the same targets;
-E. shared memory against ``np.copyto`` of the same frame into a
-   preallocated buffer: a writer process copies each frame into a slot of a
-   real ``dataengine.shm.Segment`` (as an engine worker does) and this
-   process reads it in place (``read_sample``) and copies each tensor into
-   a preallocated batch row (the client's one copy); slot numbers travel
-   over a pipe, not the gRPC stream (D measures that). Target >= 0.8x
-   memcpy; the client side alone (frame already in the slot) is reported
-   too.
+E. shared memory against ``np.copyto`` of the same float32 frame into a
+   preallocated buffer: a writer process serializes the sample into a slot
+   of a real ``dataengine.shm.Segment`` as an engine worker does
+   (``wire.sample_parts``, ``tensors.write_parts``), and this process
+   handles it as the client does (``Segment.check``, ``read_sample`` in
+   place, a byte copy per tensor into a preallocated batch row); slot
+   numbers travel over a pipe, not the gRPC stream (D measures that).
+   Target >= 0.8x memcpy; the client side alone (frame already in the
+   slot) is reported too.
 
 CPU is user + system. Ratios come from this one run, each with its target
 and ``ok``/``MISSED``; a part that could not run prints ``n/a`` and why.
@@ -55,7 +56,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import importlib
 import json
 import multiprocessing
 import os
@@ -65,10 +65,9 @@ import statistics
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import partial
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -94,10 +93,13 @@ from benchmarks.bench_cold import (
 from benchmarks.bench_vs_dataloader import _tree_cpu_seconds
 from dataengine.client import EngineClient
 from dataengine.client._fleet import CHANNEL_OPTIONS
+from dataengine.frame import read_sample
 from dataengine.pipeline.augment import augment
 from dataengine.pipeline.spec import PipelineSpec
-from dataengine.pipeline.wire import encode_sample
+from dataengine.pipeline.wire import encode_sample, sample_parts
 from dataengine.server.app import GRPC_OPTIONS
+from dataengine.shm import NAME_RE, SHM_DIR, Segment
+from dataengine.tensors import write_parts
 from dataengine.v1 import dataengine_pb2 as pb
 
 QUICK_CORPUS = ColdCorpus(16, 16, 256, shard_samples=4)
@@ -127,7 +129,7 @@ class Plan:
     stream_bytes: int
 
 
-FULL_PLAN = Plan(8, 24, 6, 8, 4, 5, 2 << 30)
+FULL_PLAN = Plan(8, 24, 8, 10, 4, 5, 2 << 30)
 QUICK_PLAN = Plan(8, 16, 3, 4, 2, 3, 1 << 30)
 
 
@@ -222,22 +224,6 @@ def _release(batch: dict[str, torch.Tensor]) -> None:
         release()
 
 
-def _open_client(
-    address: str, spec: PipelineSpec, batch: int, shm: bool
-) -> tuple[EngineClient, str]:
-    """A client with ``shared_memory=shm`` and a note: a client without that
-    keyword is TCP only, so it still serves the TCP rows (noted)."""
-    try:
-        return EngineClient(address, pipeline=spec, batch_size=batch, seed=0, shared_memory=shm), ""
-    except TypeError as exc:
-        if "shared_memory" not in str(exc):
-            raise
-    if shm:
-        raise RuntimeError("EngineClient takes no shared_memory keyword yet")
-    client = EngineClient(address, pipeline=spec, batch_size=batch, seed=0)
-    return client, "EngineClient takes no shared_memory keyword yet (TCP only)"
-
-
 def _receive(client: EngineClient) -> dict[str, dict[str, float]]:
     """The client's receive stats by transport ({} when it has none)."""
     snap = client.stats.snapshot().get("receive")
@@ -255,7 +241,7 @@ def _minus(
 
 
 def _transports(stats: pb.EngineStats) -> dict[str, int]:
-    return {str(k): int(v) for k, v in getattr(stats, "transports", {}).items()}
+    return {str(k): int(v) for k, v in stats.transports.items()}
 
 
 def client_run(
@@ -265,7 +251,9 @@ def client_run(
     (``shared_memory`` as ``transport`` says) in this process; each batch is
     released after use."""
     shm = transport == "shared_memory"
-    client, opened = _open_client(engine.address, spec, batch, shm)
+    client = EngineClient(
+        engine.address, pipeline=spec, batch_size=batch, seed=0, shared_memory=shm
+    )
     with client:
         for b in client.batches(epochs=1):
             _release(b)
@@ -281,16 +269,11 @@ def client_run(
     ways0, ways1 = _transports(before), _transports(after)
     ways = {k: v - ways0.get(k, 0) for k, v in ways1.items()}
     src0, src1 = _sources(before), _sources(after)
-    measured, notes, took = True, [opened], ways.get(transport, 0)
-    if not ways:
-        notes.append("engine GetStats has no transports: the path taken is not known")
-        measured = not shm
-    elif took == 0:
-        measured = False
-        notes.append(f"no sample went by {transport} (engine transports: {ways})")
+    took, note = ways.get(transport, 0), ""
+    if took == 0:
+        note = f"no sample went by {transport} (engine transports: {ways})"
     elif took < n:
-        notes.append(f"WARNING: only {took} of {n} samples went by {transport} ({ways})")
-    note = "; ".join(filter(None, notes))
+        note = f"only {took} of {n} samples went by {transport} ({ways})"
     return ClientRun(
         transport=transport,
         dtype=dtype,
@@ -301,7 +284,7 @@ def client_run(
         transports=ways,
         sources={k: src1[k] - src0[k] for k in src1},
         receive=_minus(rec1, rec0),
-        measured=measured,
+        measured=took > 0,
         note=note,
     )
 
@@ -313,22 +296,9 @@ def _identity(data: bytes) -> bytes:
     return data
 
 
-def frame_reader() -> tuple[str, Callable[[bytes], object]]:
-    """What the real client does with one received frame: its name and the
-    function. ``read_sample`` (where the tensors lie in the bytes) and a
-    numpy view of each, when the code has it; else ``len`` (the frame is
-    only received)."""
-    for module in ("dataengine.frame", "dataengine.tensors"):
-        try:
-            read_sample = getattr(importlib.import_module(module), "read_sample", None)
-        except ImportError:
-            continue
-        if read_sample is not None:
-            return f"{module}.read_sample + a view per tensor", partial(_views, read_sample)
-    return "len() (no read_sample in dataengine yet)", len
-
-
-def _views(read_sample: Callable[[bytes], Any], frame: bytes) -> list[np.ndarray]:
+def read_frame(frame: bytes) -> list[np.ndarray]:
+    """What the real client does first with a received frame: find its
+    tensors in place (``read_sample``) and view each (no copy)."""
     return [t.array(frame) for t in read_sample(frame).tensors]
 
 
@@ -402,14 +372,13 @@ def raw_stream(port: int, key: str, size: int, count: int) -> float:
 def grpc_stream(channel: grpc.Channel, key: str, size: int, count: int) -> float:
     """Seconds to receive ``count`` frames of ``size`` bytes over one gRPC
     stream, each handed to the real client's frame reader."""
-    _, read = frame_reader()
     # No response deserializer: each frame arrives as the bytes received,
     # as in the real client (``_fleet._Engine.frames``).
     call = channel.unary_stream(WIRE_METHOD, request_serializer=_identity)
     t0 = time.perf_counter()
     got = 0
     for frame in call(json.dumps([key, count]).encode(), timeout=600):
-        read(frame)
+        read_frame(frame)
         got += len(frame)
     seconds = time.perf_counter() - t0
     if got != size * count:
@@ -472,13 +441,18 @@ def loopback(payloads: dict[str, bytes], plan: Plan) -> list[Loopback]:
     return out
 
 
-def sample_payloads(folder: Path, spec: PipelineSpec) -> dict[str, bytes]:
-    """One served sample's bytes per wire dtype: the first lean study,
-    augmented and encoded as the engine encodes it."""
+def served_arrays(folder: Path, spec: PipelineSpec) -> dict[str, np.ndarray]:
+    """One served sample's arrays: the first lean study, augmented as the
+    engine augments it (float32; the wire dtype is applied on encoding)."""
     first = sorted(folder.glob("*.npz"))[0]
     with np.load(first) as z:
         prefix = {k: z[k] for k in z.files}
-    arrays = augment(prefix, spec, 0, 0, 0)
+    return augment(prefix, spec, 0, 0, 0)
+
+
+def sample_payloads(arrays: dict[str, np.ndarray], spec: PipelineSpec) -> dict[str, bytes]:
+    """The served sample's bytes per wire dtype, encoded as the engine
+    encodes it (``wire.encode_sample``)."""
     out = {}
     for dtype in DTYPES:
         wired = wire_spec(spec, dtype)
@@ -508,49 +482,54 @@ def memcpy_gbps(size: int, repeats: int, total: int) -> list[float]:
 SHM_SLOTS = 4  # slots in flight between the writer and the reader
 
 
-def _shm_writer(name: str, nonce: bytes, payload: bytes, count: int, conn: Connection) -> None:
+def _shm_writer(
+    name: str,
+    nonce: bytes,
+    arrays: dict[str, np.ndarray],
+    spec: PipelineSpec,
+    count: int,
+    conn: Connection,
+) -> None:
     """The engine side of part E (in a spawned process): attach segment
-    ``name``, and ``count`` times take a free slot from ``conn``, copy
-    ``payload`` to its start and send back ``(slot, size)``, as an engine
-    worker writes a serialized Sample and its front streams a SharedRef."""
-    from dataengine.shm import Segment
-
+    ``name``; ``count`` times take a free slot from ``conn``, serialize the
+    sample straight into it as an engine worker does
+    (``wire.sample_parts`` once, ``tensors.write_parts`` per slot) and send
+    back ``(slot, size)``, as the engine's front streams a SharedRef."""
+    parts = sample_parts(1, arrays, spec)
     segment = Segment.open(name, nonce)
-    src = np.frombuffer(payload, dtype=np.uint8)
     try:
-        for _ in range(count):
-            slot = conn.recv()
-            start, _ = segment.slot_range(slot)
-            dst = np.frombuffer(segment.buffer, dtype=np.uint8, count=src.size, offset=start)
-            np.copyto(dst, src)
-            del dst  # no view may outlive the mapping
-            conn.send((slot, src.size))
+        with memoryview(segment.buffer) as whole:
+            for _ in range(count):
+                slot = conn.recv()
+                start, stop = segment.slot_range(slot)
+                with whole[start:stop] as target:
+                    size = write_parts(parts, target)
+                conn.send((slot, size))
     finally:
         segment.close()
 
 
-def _read_slot(segment: Any, slot: int, size: int, rows: list[np.ndarray]) -> None:
-    """The client's side of one shared-memory frame: read the Sample in
-    place in ``slot`` and copy each tensor into its preallocated batch row."""
-    from dataengine.frame import read_sample
-
+def _read_slot(segment: Segment, slot: int, size: int, rows: list[np.ndarray]) -> None:
+    """The client's side of one shared-memory frame, as the client does it:
+    check the segment is still whole, read the Sample in place in ``slot``
+    and byte-copy each tensor into its preallocated batch row."""
     start, _ = segment.slot_range(slot)
+    segment.check(start + size)
     view = read_sample(segment.buffer, start, start + size)
     for t, row in zip(view.tensors, rows, strict=True):
-        np.copyto(row, t.array(segment.buffer))
+        row[:] = np.frombuffer(segment.buffer, dtype=np.uint8, count=t.nbytes, offset=t.offset)
 
 
-def shm_read_gbps(payload: bytes, repeats: int, total: int) -> tuple[list[float] | None, str]:
+def _batch_rows(payload: bytes) -> list[np.ndarray]:
+    return [np.empty(t.nbytes, dtype=np.uint8) for t in read_sample(payload).tensors]
+
+
+def shm_read_gbps(payload: bytes, repeats: int, total: int) -> list[float]:
     """GB/s of the client's side of the shared-memory path alone: a frame
-    already in a slot of a real ``Segment``, read in place and copied into
-    a preallocated batch row (``_read_slot``), repeated; or None and why."""
-    try:
-        from dataengine.frame import read_sample
-        from dataengine.shm import Segment
-    except ImportError as exc:
-        return None, f"{exc.name} is not in this tree yet"
+    already in a slot of a real ``Segment``, read and copied into a batch
+    row (``_read_slot``), repeated."""
     count = max(8, total // len(payload))
-    rows = [np.empty(t.shape, dtype=t.dtype) for t in read_sample(payload).tensors]
+    rows = _batch_rows(payload)
     segment = Segment.create(1, len(payload))
     try:
         start, _ = segment.slot_range(0)
@@ -564,25 +543,23 @@ def shm_read_gbps(payload: bytes, repeats: int, total: int) -> tuple[list[float]
     finally:
         segment.unlink()
         segment.close()
-    return out, ""
+    return out
 
 
-def shm_gbps(payload: bytes, repeats: int, total: int) -> tuple[list[float] | None, str]:
-    """GB/s of the shared-memory transport moving ``payload`` frames, or None
-    and why not. A writer process (``_shm_writer``) copies each frame into a
-    slot of a real ``dataengine.shm.Segment``; this process reads it in place
-    with the real client's ``read_sample`` and copies every tensor into a
-    preallocated batch row (the client's one copy), then frees the slot.
-    Slot references travel over a pipe instead of the gRPC stream (whose
-    cost part D measures); ``SHM_SLOTS`` are in flight. GB/s is frame bytes
-    delivered into the batch row per second of wall time."""
-    try:
-        from dataengine.frame import read_sample
-        from dataengine.shm import Segment
-    except ImportError as exc:
-        return None, f"{exc.name} is not in this tree yet"
+def shm_gbps(
+    arrays: dict[str, np.ndarray], spec: PipelineSpec, repeats: int, total: int
+) -> list[float]:
+    """GB/s of the shared-memory transport moving the sample of ``arrays``
+    (``spec``'s wire dtypes). A writer process
+    (``_shm_writer``) serializes it into a slot of a real
+    ``dataengine.shm.Segment``; this process reads it there and copies it
+    into a batch row (``_read_slot``), then frees the slot. Slot numbers
+    travel over a pipe instead of the gRPC stream (whose cost part D
+    measures); ``SHM_SLOTS`` are in flight. GB/s is frame bytes delivered
+    into the batch row per second of wall time."""
+    payload = encode_sample(1, arrays, spec)
     count = max(8, total // len(payload))
-    rows = [np.empty(t.shape, dtype=t.dtype) for t in read_sample(payload).tensors]
+    rows = _batch_rows(payload)
     segment = Segment.create(SHM_SLOTS, len(payload))
     ctx = multiprocessing.get_context("spawn")
     here, there = ctx.Pipe()
@@ -590,7 +567,7 @@ def shm_gbps(payload: bytes, repeats: int, total: int) -> tuple[list[float] | No
     # (its start-up, first touches of the slots) and are not timed.
     proc = ctx.Process(
         target=_shm_writer,
-        args=(segment.name, segment.nonce, payload, count * (repeats + 1), there),
+        args=(segment.name, segment.nonce, arrays, spec, count * (repeats + 1), there),
         daemon=True,
     )
     out = []
@@ -617,7 +594,7 @@ def shm_gbps(payload: bytes, repeats: int, total: int) -> tuple[list[float] | No
             proc.join()
         segment.unlink()
         segment.close()
-    return out[1:], ""
+    return out[1:]
 
 
 # -- the run -----------------------------------------------------------------
@@ -632,14 +609,14 @@ class Results:
     cpu_count: int
     corpus: str
     plan: dict[str, int]
-    frame_reader: str = ""
     peer: Measured | None = None
     clients: list[ClientRun] = field(default_factory=list)
     engine_stream: ClientRun | None = None
     loopback: list[Loopback] = field(default_factory=list)
     memcpy_gbps: list[float] = field(default_factory=list)
-    shm_gbps: list[float] | None = None
-    shm_read_gbps: list[float] | None = None
+    shm_gbps: list[float] = field(default_factory=list)
+    shm_read_gbps: list[float] = field(default_factory=list)
+    leftover_segments: list[str] = field(default_factory=list)
     why: dict[str, str] = field(default_factory=dict)
 
     def client(self, transport: str, dtype: str) -> ClientRun | None:
@@ -678,7 +655,9 @@ def run(r: Results, lean: Path, dataset: Path, spec: PipelineSpec, plan: Plan) -
                             engine, wired, dtype, transport, plan.batch_size, plan.client_epochs
                         )
                         r.clients.append(run_)
-                        if run_.note:
+                        if not run_.measured:
+                            print(f"   !!! {part} NOT MEASURED: {run_.note}", flush=True)
+                        elif run_.note:
                             print(f"   WARNING ({part}): {run_.note}", flush=True)
             with _part(r, "D engine"):
                 r.engine_stream = client_run(
@@ -686,18 +665,30 @@ def run(r: Results, lean: Path, dataset: Path, spec: PipelineSpec, plan: Plan) -
                 )
         finally:
             engine.stop()
+    arrays: dict[str, np.ndarray] = {}
     payloads: dict[str, bytes] = {}
     with _part(r, "D wire"):
-        payloads = sample_payloads(lean, spec)
-        r.frame_reader = frame_reader()[0]
+        arrays = served_arrays(lean, spec)
+        payloads = sample_payloads(arrays, spec)
         r.loopback = loopback(payloads, plan)
     with _part(r, "E"):
-        frame = payloads.get("float32") or sample_payloads(lean, spec)["float32"]
+        if not payloads:
+            raise RuntimeError("no served sample to move (see D wire)")
+        frame = payloads["float32"]
         r.memcpy_gbps = memcpy_gbps(len(frame), plan.repeats, plan.stream_bytes)
-        r.shm_read_gbps, _ = shm_read_gbps(frame, plan.repeats, plan.stream_bytes)
-        r.shm_gbps, why = shm_gbps(frame, plan.repeats, plan.stream_bytes)
-        if r.shm_gbps is None:
-            r.why["E shm"] = why
+        r.shm_read_gbps = shm_read_gbps(frame, plan.repeats, plan.stream_bytes)
+        r.shm_gbps = shm_gbps(arrays, spec, plan.repeats, plan.stream_bytes)
+    r.leftover_segments = leftover_segments()
+
+
+def leftover_segments() -> list[str]:
+    """Shared-memory segments made by this process whose names are still in
+    /dev/shm after every client, engine and part E closed (expected: none)."""
+    try:
+        names = [path.name for path in SHM_DIR.iterdir()]
+    except OSError:
+        return []
+    return [n for n in names if (m := NAME_RE.match(n)) and int(m.group(2)) == os.getpid()]
 
 
 # -- the report --------------------------------------------------------------
@@ -724,7 +715,7 @@ def _client_lines(r: Results) -> list[str]:
     """Rows A, B and C of the table."""
     lines = [
         f"{'':<38}{'samples':>8}{'wall s':>8}{'samples/s':>10}{'CPU ms/sample':>14}"
-        f"{'wire KB/sample':>15}{'engine ms/sample':>17}   client receive stats per sample",
+        f"{'served KB/smp':>15}{'engine ms/sample':>17}   client receive stats per sample",
     ]
     label = "A DataLoader .npz, 2 workers (tree)"
     if r.peer is None:
@@ -747,9 +738,9 @@ def _client_lines(r: Results) -> list[str]:
                 f"   {_receive_cells(c)}"
             )
             if not c.measured:
-                lines.append(f"{'':<4}NOT MEASURED: {c.note}")
+                lines.append(f"{'':<4}!!! NOT MEASURED: {c.note}")
             elif c.note:
-                lines.append(f"{'':<4}note: {c.note}")
+                lines.append(f"{'':<4}WARNING: {c.note}")
             lines.append(
                 f"{'':<4}engine transports {c.transports or '-'}; served from "
                 f"{', '.join(f'{k} {v}' for k, v in c.sources.items() if v) or '-'}"
@@ -772,7 +763,9 @@ def _transport_lines(r: Results) -> list[str]:
             f"{es.client.cpu_ms:.2f} ms/sample)"
         )
     if r.loopback:
-        lines.append(f"D loopback, one stream (gRPC frames read with {r.frame_reader}):")
+        lines.append(
+            "D loopback, one stream (gRPC frames read with read_sample and a view per tensor):"
+        )
         for lb in r.loopback:
             lines.append(
                 f"{'':<4}{lb.dtype:<9} frame {lb.frame_bytes / 1e6:.2f} MB x {lb.frames}: raw "
@@ -789,7 +782,7 @@ def _transport_lines(r: Results) -> list[str]:
     lines.append(
         f"E shared-memory transport (writer process + client side) {shm:.2f} GB/s"
         if shm
-        else f"E shared-memory transport: n/a   {r.why.get('E shm', r.why.get('E', ''))}"
+        else f"E shared-memory transport: n/a   {r.why.get('E', '')}"
     )
     reader = _median(r.shm_read_gbps)
     if reader:
@@ -844,7 +837,7 @@ def _ratio_lines(r: Results) -> list[str]:
         shm / memcpy if shm and memcpy else None,
         ">= 0.8",
         "E vs memcpy",
-        r.why.get("E shm", r.why.get("E", "")),
+        r.why.get("E", ""),
     )
     reader = _median(r.shm_read_gbps)
     if reader and memcpy:
@@ -863,10 +856,16 @@ def report(r: Results) -> list[str]:
         f"corpus: {r.corpus}",
         "sample: 16x224x224 volume, 12x4096 ECG, 512 tokens; flip + random ECG window",
         f"plan: {r.plan}",
-        "CPU = user + system; GB/s = 10^9 bytes per second",
+        "CPU = user + system, per sample: A of the DataLoader's process tree, B and C of "
+        "the client process alone (the engine is another process)",
+        "GB/s = 10^9 bytes per second; served KB = the engine's "
+        "bytes_served per sample (frame bytes, also when they went by shared memory)",
         "",
     ]
-    return head + _client_lines(r) + _transport_lines(r) + _ratio_lines(r)
+    tail = []
+    if r.leftover_segments:
+        tail = ["", f"WARNING: segments left in /dev/shm by this run: {r.leftover_segments}"]
+    return head + _client_lines(r) + _transport_lines(r) + _ratio_lines(r) + tail
 
 
 def _jsonable(r: Results) -> dict[str, Any]:
