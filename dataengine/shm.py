@@ -29,6 +29,7 @@ import mmap
 import os
 import re
 import secrets
+import shutil
 import stat
 import struct
 import weakref
@@ -37,6 +38,7 @@ from pathlib import Path
 from dataengine.errors import DataEngineError
 
 __all__ = [
+    "SCRATCH_RE",
     "SHARED_MEMORY",
     "SHM_DIR",
     "TCP",
@@ -44,6 +46,7 @@ __all__ = [
     "Segment",
     "SharedMemoryError",
     "creator_alive",
+    "scratch_prefix",
     "segment_name",
     "sweep_stale",
 ]
@@ -59,6 +62,9 @@ PAGE = 4096
 _HEADER = struct.Struct("<8s16sII QQ")  # magic, nonce, slots, reserved, slot bytes, data offset
 _DONE_AT = 64
 NAME_RE = re.compile(r"^medstream-(\d+)-(\d+)-(\d+)-([0-9a-f]{32})$")
+# Decoders' scratch copies (pyedflib and wfdb read only from paths): named
+# for their creator like segments, so a killed worker's are swept too.
+SCRATCH_RE = re.compile(r"^medstream-scratch-(\d+)-(\d+)-(\d+)-")
 
 
 class SharedMemoryError(DataEngineError):
@@ -91,28 +97,41 @@ def segment_name() -> str:
     return f"medstream-{_pid_namespace()}-{pid}-{_start_time(pid) or 0}-{secrets.token_hex(16)}"
 
 
+def scratch_prefix() -> str:
+    """The name prefix of this process's scratch files and folders (a
+    ``tempfile`` prefix: a random part follows)."""
+    pid = os.getpid()
+    return f"medstream-scratch-{_pid_namespace()}-{pid}-{_start_time(pid) or 0}-"
+
+
 def creator_alive(name: str) -> bool | None:
-    """Whether the process that created segment ``name`` still runs: None
-    when the name is not a segment's or its creator lives in another pid
-    namespace (it cannot be judged from here)."""
-    match = NAME_RE.match(name)
-    if match is None or int(match.group(1)) != _pid_namespace():
+    """Whether the process that created segment or scratch entry ``name``
+    still runs: None when the name is not one of ours, or its creator lives
+    in another pid namespace, or this process cannot read its own (no
+    /proc): it cannot be judged from here."""
+    match = NAME_RE.match(name) or SCRATCH_RE.match(name)
+    ns = _pid_namespace()
+    if match is None or ns == 0 or int(match.group(1)) != ns:
         return None
     return _start_time(int(match.group(2))) == int(match.group(3))
 
 
 def sweep_stale(directory: Path = SHM_DIR) -> list[str]:
-    """Unlink the segments in ``directory`` whose creator has exited (in
-    this pid namespace); return their names."""
+    """Remove the segments and scratch entries in ``directory`` whose creator
+    has exited (in this pid namespace); return their names."""
     removed = []
     with contextlib.suppress(OSError):
         for path in directory.iterdir():
-            if creator_alive(path.name) is False:
-                with contextlib.suppress(FileNotFoundError):
+            if creator_alive(path.name) is not False:
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                if path.is_dir() and not path.is_symlink():
+                    shutil.rmtree(path)
+                else:
                     path.unlink()
-                    removed.append(path.name)
+                removed.append(path.name)
     if removed:
-        _LOG.info("removed %d stale shared-memory segments: %s", len(removed), ", ".join(removed))
+        _LOG.info("removed %d stale entries in %s: %s", len(removed), directory, ", ".join(removed))
     return removed
 
 

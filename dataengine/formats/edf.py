@@ -25,6 +25,7 @@ from dataengine.formats.waveform import (
     scratch_dir,
     to_standard_12_lead,
 )
+from dataengine.shm import scratch_prefix
 
 __all__ = [
     "BDF_VERSION",
@@ -50,7 +51,8 @@ def decode_edf(data: bytes) -> Waveform:
     """
     if not data:
         raise DecodeError("EDF data is empty (0 bytes)")
-    with tempfile.NamedTemporaryFile(prefix="medstream-", suffix=".edf", dir=scratch_dir()) as tmp:
+    prefix, folder = scratch_prefix(), scratch_dir()
+    with tempfile.NamedTemporaryFile(prefix=prefix, suffix=".edf", dir=folder) as tmp:
         tmp.write(data)
         tmp.flush()
         return _read(tmp.name, label="EDF data")

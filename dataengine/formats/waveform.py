@@ -323,6 +323,7 @@ def _fit(row: np.ndarray, n: int) -> np.ndarray:
 def scratch_dir() -> str | None:
     """Where decoders that read only from paths (pyedflib, wfdb) put their
     private temporary copies: ``/dev/shm`` (RAM) when writable, else the
-    system default (None)."""
+    system default (None). Their names start with ``shm.scratch_prefix()``,
+    so copies left by a killed worker are removed by ``shm.sweep_stale``."""
     shm = "/dev/shm"
     return shm if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK) else None

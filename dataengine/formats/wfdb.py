@@ -29,6 +29,7 @@ import numpy as np
 
 from dataengine.errors import DecodeError
 from dataengine.formats.waveform import Waveform, scratch_dir
+from dataengine.shm import scratch_prefix
 
 __all__ = ["WfdbHeader", "decode_wfdb", "parse_wfdb_header", "read_wfdb_record"]
 
@@ -157,7 +158,7 @@ def decode_wfdb(
         raise DecodeError(
             f"{label}: header references signal file {missing[0]!r}, which is missing"
         )
-    with tempfile.TemporaryDirectory(prefix="medstream-wfdb-", dir=scratch_dir()) as tmp:
+    with tempfile.TemporaryDirectory(prefix=scratch_prefix(), dir=scratch_dir()) as tmp:
         folder = Path(tmp)
         (folder / f"{parsed.record_name}.hea").write_bytes(header)
         for file_name in parsed.file_names:

@@ -41,6 +41,7 @@ from dataengine.shm import (
     Segment,
     SharedMemoryError,
     creator_alive,
+    scratch_prefix,
     segment_name,
     sweep_stale,
 )
@@ -390,3 +391,40 @@ def test_sweep_of_dev_shm_removes_a_killed_process_segment() -> None:
         path.unlink(missing_ok=True)
         mine.unlink()
         mine.close()
+
+
+_SCRATCH_WRITER = textwrap.dedent(
+    """
+    import sys, tempfile
+    from dataengine.shm import scratch_prefix
+    folder = tempfile.mkdtemp(prefix=scratch_prefix(), dir=sys.argv[1])
+    open(folder + "/record.hea", "w").write("x")
+    single = tempfile.NamedTemporaryFile(
+        prefix=scratch_prefix(), suffix=".edf", dir=sys.argv[1], delete=False
+    )
+    print(folder, single.name, flush=True)
+    sys.stdin.read()
+    """
+)
+
+
+def test_sweep_removes_scratch_copies_of_a_killed_decoder(tmp_path: Path) -> None:
+    """A decode worker killed mid-decode leaves its EDF copy or WFDB folder
+    (named by ``scratch_prefix``); the next sweep removes both, and keeps
+    this live process's own."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _SCRATCH_WRITER, str(tmp_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).parents[2],
+    )
+    assert proc.stdout is not None
+    folder, single = proc.stdout.readline().split()
+    assert sweep_stale(tmp_path) == []  # its creator is alive
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(30)
+    mine = tmp_path / (scratch_prefix() + "live.edf")
+    mine.write_bytes(b"x")
+    assert sorted(sweep_stale(tmp_path)) == sorted([Path(folder).name, Path(single).name])
+    assert sorted(p.name for p in tmp_path.iterdir()) == [mine.name]
