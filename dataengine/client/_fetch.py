@@ -32,11 +32,14 @@ from typing import TypeVar
 import grpc
 import numpy as np
 
+from dataengine.client._collate import Frame
 from dataengine.client._fleet import Fleet
 from dataengine.client._receive import LinkFailure, Received, Receiver, Slots
 from dataengine.client.config import ClientConfig
 from dataengine.client.stats import ClientStats
 from dataengine.errors import ConfigError, DataEngineError, NotFoundError
+from dataengine.frame import SampleView
+from dataengine.shm import TCP
 from dataengine.v1 import dataengine_pb2 as pb
 
 __all__ = ["EngineUnavailableError", "Fetcher"]
@@ -313,7 +316,7 @@ class Fetcher:
                 call.opened = call.progress = time.monotonic()
             kept: set[int] = set()
             try:
-                self._read(batch, call, stream, slots, kept)
+                unreadable = self._read(batch, call, stream, slots, kept)
             finally:
                 if slots is not None:  # the slots whose frame this call did not deliver
                     slots.link.release(s for i, s in slots.slot_of.items() if i not in kept)
@@ -341,19 +344,32 @@ class Fetcher:
                 batch.error = exc
             return ""
         with batch.cond:
-            if not call.cancelled and any(i not in batch.received for i in call.ids):
+            missing = [i for i in call.ids if i not in batch.received]
+            if call.cancelled or not missing:
+                return ""
+            if len(missing) > unreadable:
                 return "the stream ended without all its samples"
+            # The engine answered every id; the ones missing came as frames
+            # whose id could not be read. Asking again would get the same.
+            for sid in missing:
+                message = f"an unreadable frame from {call.endpoint} took its place"
+                lost = SampleView(sid, error=("data_loss", message))
+                batch.received[sid] = Received(Frame(b"", lost), TCP, 0)
+            if len(batch.received) == batch.need:
+                batch.cond.notify_all()
         return ""
 
     def _read(
         self, batch: _Batch, call: _Call, stream: grpc.Call, slots: Slots | None, kept: set[int]
-    ) -> None:
+    ) -> int:
         """Receive the stream's samples into the batch (``kept``: the ids it
-        delivered first, whose slots the batch now holds). The CPU this thread
+        delivered first, whose slots the batch now holds); return how many
+        messages were frames without a readable sample id. The CPU this thread
         spends receiving (gRPC reads on this thread: the channels are
         single-threaded for streams) and reading frames is counted per
         transport."""
         wanted = set(call.ids)
+        unreadable = 0
         cpu = time.thread_time()
         for raw in stream:
             item = self.receiver.receive(call.endpoint, raw, slots)
@@ -361,6 +377,7 @@ class Fetcher:
                 call.progress = time.monotonic()
                 call.got += 1
                 if item is None:
+                    unreadable += 1
                     continue
                 sid = item.sample_id
                 if sid in batch.received or sid not in wanted:
@@ -378,6 +395,7 @@ class Fetcher:
             now = time.thread_time()
             self._stats.add_receive(item.transport, 1, item.nbytes, now - cpu)
             cpu = now
+        return unreadable
 
     @staticmethod
     def _cancel(call: _Call) -> None:
