@@ -220,7 +220,10 @@ def _format_stats(s: pb.EngineStats) -> str:
     lines += _format_tiers(s.caches)
     lines += _format_sources(s.sources)
     sent = ", ".join(f"{k}={v}" for k, v in sorted(s.transports.items())) or "none"
-    lines.append(f"transports: {sent}; shared-memory segments attached: {s.shared_segments}")
+    lines.append(
+        f"transports: {sent}; shared-memory segments attached: {s.shared_segments}, "
+        f"data channels: {s.data_channels}"
+    )
     queues = ", ".join(f"{k}={v}" for k, v in sorted(s.queue_depths.items()))
     lines.append(f"queues: {queues}")
     errors = ", ".join(f"{k}={v}" for k, v in sorted(s.errors.items())) or "none"

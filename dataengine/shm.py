@@ -36,6 +36,7 @@ import weakref
 from pathlib import Path
 
 from dataengine.errors import DataEngineError
+from dataengine.transport import SHARED_MEMORY, TCP, TRANSPORTS
 
 __all__ = [
     "SCRATCH_RE",
@@ -52,10 +53,6 @@ __all__ = [
 ]
 
 _LOG = logging.getLogger(__name__)
-# How a served sample travels: inside its gRPC message, or in a slot of a
-# same-host client's segment (the names in stats and metrics).
-TCP, SHARED_MEMORY = "tcp", "shared_memory"
-TRANSPORTS = (TCP, SHARED_MEMORY)
 SHM_DIR = Path("/dev/shm")
 MAGIC = b"MEDSHM01"
 PAGE = 4096

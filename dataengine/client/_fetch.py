@@ -39,7 +39,7 @@ from dataengine.client.config import ClientConfig
 from dataengine.client.stats import ClientStats
 from dataengine.errors import ConfigError, DataEngineError, NotFoundError
 from dataengine.frame import SampleView
-from dataengine.shm import TCP
+from dataengine.transport import TCP
 from dataengine.v1 import dataengine_pb2 as pb
 
 __all__ = ["EngineUnavailableError", "Fetcher"]

@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 
 from dataengine.errors import ConfigError
 from dataengine.prepared import find_views, source_fingerprint
+from dataengine.server.channel import DataChannels
 from dataengine.server.config import ServerConfig
 from dataengine.server.drain import DrainGate
 from dataengine.server.pool import WorkerPool
@@ -60,7 +61,9 @@ def _identity(data: bytes) -> bytes:
     return data
 
 
-def _handlers(servicer: DataEngineServicer, segments: SharedSegments) -> grpc.GenericRpcHandler:
+def _handlers(
+    servicer: DataEngineServicer, segments: SharedSegments, channels: DataChannels
+) -> grpc.GenericRpcHandler:
     methods = {
         "StreamSamples": grpc.unary_stream_rpc_method_handler(
             servicer.StreamSamples,
@@ -81,6 +84,11 @@ def _handlers(servicer: DataEngineServicer, segments: SharedSegments) -> grpc.Ge
             segments.Attach,
             request_deserializer=pb.AttachRequest.FromString,
             response_serializer=pb.AttachReply.SerializeToString,
+        ),
+        "OpenDataChannel": grpc.unary_stream_rpc_method_handler(
+            channels.Open,
+            request_deserializer=pb.DataChannelRequest.FromString,
+            response_serializer=pb.DataChannelReply.SerializeToString,
         ),
     }
     return grpc.method_handlers_generic_handler(SERVICE_NAME, methods)
@@ -153,7 +161,9 @@ class EngineServer:
         self.stats.tiers = self.tiers.counters
         self.pool = WorkerPool(config.worker_count)
         self.segments = SharedSegments(self.engine_id)
+        self.channels = DataChannels(config.host, config.data_port)
         self.stats.shared_segments = lambda: self.segments.count
+        self.stats.data_channels = lambda: self.channels.count
         self.health = health.HealthServicer()
         self._drain = DrainGate(f"/{SERVICE_NAME}/StreamSamples")
         self._server: grpc.Server | None = None
@@ -198,6 +208,7 @@ class EngineServer:
             self.config.ahead,
             self.config.tokenizer_dir,
             self.segments if self.config.shared_memory else None,
+            self.channels.start() if self.config.data_channel else None,
         )
         if self.config.shared_memory:
             sweep_stale()  # segments of clients and engines that died on this host
@@ -208,7 +219,7 @@ class EngineServer:
             options=GRPC_OPTIONS,
             interceptors=(self._drain,),
         )
-        server.add_generic_rpc_handlers((_handlers(servicer, self.segments),))
+        server.add_generic_rpc_handlers((_handlers(servicer, self.segments, self.channels),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
@@ -255,6 +266,7 @@ class EngineServer:
         self.health.enter_graceful_shutdown()
         self._drain.close()
         self.segments.stop()
+        self.channels.stop()
         if self._server is not None:
             self._drain.wait_idle(grace)
             self._server.stop(max(0.0, deadline - time.monotonic())).wait()

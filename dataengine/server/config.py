@@ -54,6 +54,12 @@ class ServerConfig:
         help="hand samples to clients on this host through /dev/shm when they ask "
         "(--no-shared-memory: TCP only)",
     )
+    data_channel: bool = setting(
+        True,
+        help="offer clients a plain TCP data channel for sample bytes, cheaper than "
+        "gRPC messages (--no-data-channel: samples inside gRPC messages only)",
+    )
+    data_port: int = setting(0, help="the data channel's port (0 picks a free port)")
     tokenizer_dir: Path | None = setting(
         None,
         help="vocabulary files requests may name, by file name (default: only the byte tokenizer)",
@@ -62,6 +68,7 @@ class ServerConfig:
     def __post_init__(self) -> None:
         check(bool(self.datasets), "server.datasets", "at least one dataset directory is required")
         check_int(self.port, "server.port", 0, 65535)
+        check_int(self.data_port, "server.data_port", 0, 65535)
         check_int(self.workers, "server.workers", 0, note="0 = core count")
         check_int(self.ram_cache_bytes, "server.ram_cache_bytes", 0)
         self._check_cache_dir()

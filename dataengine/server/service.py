@@ -27,14 +27,15 @@ import grpc
 
 from dataengine.errors import DataEngineError
 from dataengine.pipeline.spec import PipelineSpec
+from dataengine.server.channel import ChannelTarget, DataChannels
 from dataengine.server.pool import WorkerPool
 from dataengine.server.requests import resolve_dataset, resolve_pipeline, validate_sample_ids
 from dataengine.server.shm import SharedSegments, SharedTarget
 from dataengine.server.stats import StatsRecorder
 from dataengine.server.tasks import SampleTask, TaskResult
 from dataengine.shards import Manifest
-from dataengine.shm import SHARED_MEMORY, TCP
 from dataengine.tiers.stack import Claim, Fetch, TierStack
+from dataengine.transport import DATA_CHANNEL, SHARED_MEMORY, TCP
 from dataengine.v1 import dataengine_pb2 as pb
 
 __all__ = ["DataEngineServicer"]
@@ -103,11 +104,13 @@ class _Stream:
         dataset: str,
         spec: PipelineSpec,
         request: pb.SampleRequest,
-        target: SharedTarget | None = None,
+        target: SharedTarget | ChannelTarget | None = None,
     ) -> None:
         """Claim every id of ``request`` in the tiers at once (each sample's
         source found, the shard fills it needs started). With ``target``,
-        samples are written into the client's shared-memory slots."""
+        good samples go into the client's shared-memory slots (written by
+        the workers) or onto its data channel (sent here), and the stream
+        carries their references."""
         self._pool = pool
         self._tiers = tiers
         self._stats = stats
@@ -204,12 +207,18 @@ class _Stream:
         tiers.done(served)
         if result.prefix_blob is not None:
             tiers.store(served, result.prefix_blob, _prefix_seconds(result))
-        message = result.sample_bytes
+        message, transport = result.sample_bytes, TCP
         if self._target is not None:
             slot = self._slot.pop(served)
+            size = result.shared_size  # the worker wrote it into a shared slot
+            if size:
+                transport = SHARED_MEMORY
+            elif isinstance(self._target, ChannelTarget) and result.error_kind is None:
+                size = self._target.deliver(slot, result.sample_bytes)
+                transport = DATA_CHANNEL if size else TCP
             self._target.done(slot)  # stored before the client can see the reference
-            if result.shared_size:
-                ref = pb.SharedRef(slot=slot, size=result.shared_size)
+            if size:
+                ref = pb.SharedRef(slot=slot, size=size)
                 message = pb.Sample(sample_id=served.sample_id, shared=ref).SerializeToString()
         # Counted before it is handed to gRPC: a client that has all it asked
         # for may cancel before the generator resumes after a yield.
@@ -218,7 +227,7 @@ class _Stream:
         else:
             self._stats.add_served(1, result.shared_size or len(result.sample_bytes))
             self._stats.add_source(self._dataset, source)
-            self._stats.add_transport(SHARED_MEMORY if result.shared_size else TCP)
+            self._stats.add_transport(transport)
         self._stats.add_stage_times(result.timings)
         return message
 
@@ -255,9 +264,11 @@ class DataEngineServicer:
         ahead: int = 0,
         tokenizer_dir: Path | None = None,
         segments: SharedSegments | None = None,
+        channels: DataChannels | None = None,
     ) -> None:
         self._manifests = manifests
         self._segments = segments
+        self._channels = channels
         self._tokenizer_dir = tokenizer_dir
         self._pool = pool
         self._tiers = tiers
@@ -278,6 +289,18 @@ class DataEngineServicer:
         context.abort(code, str(exc))
         raise AssertionError("unreachable: context.abort raises")
 
+    def _target(self, request: pb.SampleRequest) -> SharedTarget | ChannelTarget | None:
+        """Where the request's samples go besides the stream: its segment's
+        slots, its data channel, or nowhere (None: inline)."""
+        if not request.HasField("shared"):
+            return None
+        ids = len(request.sample_ids)
+        if request.shared.segment and self._segments is not None:
+            return self._segments.target(request.shared, ids)
+        if request.shared.channel and self._channels is not None:
+            return self._channels.target(request.shared, ids)
+        return None
+
     # -- RPCs ------------------------------------------------------------
 
     def StreamSamples(
@@ -287,9 +310,7 @@ class DataEngineServicer:
             manifest = resolve_dataset(request.dataset, self._manifests)
             spec = resolve_pipeline(request.pipeline, self._tokenizer_dir)
             validate_sample_ids(request.sample_ids, manifest)
-            target = None
-            if self._segments is not None and request.HasField("shared"):
-                target = self._segments.target(request.shared, len(request.sample_ids))
+            target = self._target(request)
         except DataEngineError as exc:
             self._fail(context, exc)
         cancelled = threading.Event()
@@ -315,7 +336,7 @@ class DataEngineServicer:
         spec: PipelineSpec,
         request: pb.SampleRequest,
         cancelled: threading.Event,
-        target: SharedTarget | None,
+        target: SharedTarget | ChannelTarget | None,
     ) -> Iterator[bytes]:
         """Serve ``request``'s ids: claim them in the tiers at once (each
         sample's source found, shard fills started), then in passes send up

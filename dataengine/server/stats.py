@@ -12,9 +12,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from dataengine import __version__
-from dataengine.shm import TRANSPORTS
 from dataengine.tiers.counters import CacheCounters
 from dataengine.tiers.stack import SOURCES
+from dataengine.transport import TRANSPORTS
 from dataengine.v1 import dataengine_pb2 as pb
 
 __all__ = ["STAGES", "PrometheusCollector", "StatsRecorder", "cache_stats"]
@@ -74,6 +74,7 @@ class StatsRecorder:
         }
         self._transports = collections.Counter(dict.fromkeys(TRANSPORTS, 0))
         self.shared_segments: Callable[[], int] = lambda: 0
+        self.data_channels: Callable[[], int] = lambda: 0
         self.gauges: dict[str, Callable[[], int]] = {}
         self.tiers: Callable[[], Mapping[str, CacheCounters]] = dict
 
@@ -152,6 +153,7 @@ class StatsRecorder:
                 transports=dict(self._transports),
             )
         msg.shared_segments = self.shared_segments()
+        msg.data_channels = self.data_channels()
         for name, gauge in self.gauges.items():
             msg.queue_depths[name] = gauge()
         for tier, c in self.tiers().items():
@@ -233,7 +235,7 @@ class PrometheusCollector(Collector):
         yield sources
         transports = CounterMetricFamily(
             "medstream_engine_samples_by_transport",
-            "Samples streamed, by transport (tcp, shared_memory)",
+            "Samples streamed, by transport (tcp, data_channel, shared_memory)",
             labels=["transport"],
         )
         for name, count in sorted(s.transports.items()):
@@ -243,6 +245,11 @@ class PrometheusCollector(Collector):
             "medstream_engine_shared_segments",
             "Shared-memory segments of same-host clients attached now",
             value=s.shared_segments,
+        )
+        yield GaugeMetricFamily(
+            "medstream_engine_data_channels",
+            "TCP data channels of clients connected now",
+            value=s.data_channels,
         )
         errors = CounterMetricFamily("medstream_engine_errors", "Errors by kind", labels=["kind"])
         for kind, count in s.errors.items():

@@ -93,14 +93,16 @@ class SampleRequest(_message.Message):
     def __init__(self, dataset: _Optional[str] = ..., pipeline: _Optional[_Union[PipelineSpec, _Mapping]] = ..., seed: _Optional[int] = ..., epoch: _Optional[int] = ..., sample_ids: _Optional[_Iterable[int]] = ..., shared: _Optional[_Union[SharedSlots, _Mapping]] = ...) -> None: ...
 
 class SharedSlots(_message.Message):
-    __slots__ = ("segment", "ticket", "slots")
+    __slots__ = ("segment", "ticket", "slots", "channel")
     SEGMENT_FIELD_NUMBER: _ClassVar[int]
     TICKET_FIELD_NUMBER: _ClassVar[int]
     SLOTS_FIELD_NUMBER: _ClassVar[int]
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
     segment: str
     ticket: int
     slots: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, segment: _Optional[str] = ..., ticket: _Optional[int] = ..., slots: _Optional[_Iterable[int]] = ...) -> None: ...
+    channel: bytes
+    def __init__(self, segment: _Optional[str] = ..., ticket: _Optional[int] = ..., slots: _Optional[_Iterable[int]] = ..., channel: _Optional[bytes] = ...) -> None: ...
 
 class SharedRef(_message.Message):
     __slots__ = ("slot", "size")
@@ -117,6 +119,18 @@ class AttachRequest(_message.Message):
     segment: str
     nonce: bytes
     def __init__(self, segment: _Optional[str] = ..., nonce: _Optional[bytes] = ...) -> None: ...
+
+class DataChannelRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class DataChannelReply(_message.Message):
+    __slots__ = ("port", "token")
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_FIELD_NUMBER: _ClassVar[int]
+    port: int
+    token: bytes
+    def __init__(self, port: _Optional[int] = ..., token: _Optional[bytes] = ...) -> None: ...
 
 class AttachReply(_message.Message):
     __slots__ = ("engine_pid", "engine_id")
@@ -209,7 +223,7 @@ class CacheStats(_message.Message):
     def __init__(self, tier: _Optional[str] = ..., hits: _Optional[int] = ..., misses: _Optional[int] = ..., bytes_held: _Optional[int] = ..., budget_bytes: _Optional[int] = ..., entries: _Optional[int] = ..., evictions: _Optional[int] = ..., bytes_read: _Optional[int] = ..., fills: _Optional[int] = ..., fill_seconds_total: _Optional[float] = ..., fill_mean_ms: _Optional[float] = ..., prefetch_fills: _Optional[int] = ..., prefetch_lead_mean_ms: _Optional[float] = ..., waits: _Optional[int] = ..., wait_seconds_total: _Optional[float] = ...) -> None: ...
 
 class EngineStats(_message.Message):
-    __slots__ = ("engine_id", "version", "uptime_seconds", "samples_served", "bytes_served", "samples_per_second", "stages", "queue_depths", "caches", "errors", "workers", "bottleneck_stage", "streams_total", "datasets", "sources", "transports", "shared_segments")
+    __slots__ = ("engine_id", "version", "uptime_seconds", "samples_served", "bytes_served", "samples_per_second", "stages", "queue_depths", "caches", "errors", "workers", "bottleneck_stage", "streams_total", "datasets", "sources", "transports", "shared_segments", "data_channels")
     class QueueDepthsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -248,6 +262,7 @@ class EngineStats(_message.Message):
     SOURCES_FIELD_NUMBER: _ClassVar[int]
     TRANSPORTS_FIELD_NUMBER: _ClassVar[int]
     SHARED_SEGMENTS_FIELD_NUMBER: _ClassVar[int]
+    DATA_CHANNELS_FIELD_NUMBER: _ClassVar[int]
     engine_id: str
     version: str
     uptime_seconds: float
@@ -265,7 +280,8 @@ class EngineStats(_message.Message):
     sources: _containers.RepeatedCompositeFieldContainer[SourceStats]
     transports: _containers.ScalarMap[str, int]
     shared_segments: int
-    def __init__(self, engine_id: _Optional[str] = ..., version: _Optional[str] = ..., uptime_seconds: _Optional[float] = ..., samples_served: _Optional[int] = ..., bytes_served: _Optional[int] = ..., samples_per_second: _Optional[float] = ..., stages: _Optional[_Iterable[_Union[StageStats, _Mapping]]] = ..., queue_depths: _Optional[_Mapping[str, int]] = ..., caches: _Optional[_Iterable[_Union[CacheStats, _Mapping]]] = ..., errors: _Optional[_Mapping[str, int]] = ..., workers: _Optional[int] = ..., bottleneck_stage: _Optional[str] = ..., streams_total: _Optional[int] = ..., datasets: _Optional[_Iterable[str]] = ..., sources: _Optional[_Iterable[_Union[SourceStats, _Mapping]]] = ..., transports: _Optional[_Mapping[str, int]] = ..., shared_segments: _Optional[int] = ...) -> None: ...
+    data_channels: int
+    def __init__(self, engine_id: _Optional[str] = ..., version: _Optional[str] = ..., uptime_seconds: _Optional[float] = ..., samples_served: _Optional[int] = ..., bytes_served: _Optional[int] = ..., samples_per_second: _Optional[float] = ..., stages: _Optional[_Iterable[_Union[StageStats, _Mapping]]] = ..., queue_depths: _Optional[_Mapping[str, int]] = ..., caches: _Optional[_Iterable[_Union[CacheStats, _Mapping]]] = ..., errors: _Optional[_Mapping[str, int]] = ..., workers: _Optional[int] = ..., bottleneck_stage: _Optional[str] = ..., streams_total: _Optional[int] = ..., datasets: _Optional[_Iterable[str]] = ..., sources: _Optional[_Iterable[_Union[SourceStats, _Mapping]]] = ..., transports: _Optional[_Mapping[str, int]] = ..., shared_segments: _Optional[int] = ..., data_channels: _Optional[int] = ...) -> None: ...
 
 class SourceStats(_message.Message):
     __slots__ = ("dataset", "prepared", "decode_cache", "decoded", "ram")

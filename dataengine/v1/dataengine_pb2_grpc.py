@@ -54,6 +54,11 @@ class DataEngineStub:
                 request_serializer=dataengine_dot_v1_dot_dataengine__pb2.AttachRequest.SerializeToString,
                 response_deserializer=dataengine_dot_v1_dot_dataengine__pb2.AttachReply.FromString,
                 _registered_method=True)
+        self.OpenDataChannel = channel.unary_stream(
+                '/dataengine.v1.DataEngine/OpenDataChannel',
+                request_serializer=dataengine_dot_v1_dot_dataengine__pb2.DataChannelRequest.SerializeToString,
+                response_deserializer=dataengine_dot_v1_dot_dataengine__pb2.DataChannelReply.FromString,
+                _registered_method=True)
 
 
 class DataEngineServicer:
@@ -97,6 +102,24 @@ class DataEngineServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def OpenDataChannel(self, request, context):
+        """TCP data channel (optional). gRPC spends several times a socket's CPU
+        on a multi-megabyte message, so a client may take sample bytes on a
+        plain TCP connection instead. The engine answers its data port and a
+        16-byte token, and keeps the call open as the lease (as above). The
+        client connects to the data port and sends "MEDCHAN1" + token; the
+        engine answers "MEDCHAN1". Then, for each good sample of a request
+        whose SharedSlots name this channel, the engine writes a 24-byte
+        header (little-endian uint32 slot, uint32 0, uint64 ticket, uint64
+        size) and `size` bytes (the serialized Sample) on the socket, and the
+        gRPC stream carries its SharedRef. The client drops a frame whose
+        ticket is not the one its slot was handed out with. An engine started
+        without a data port answers FAILED_PRECONDITION.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_DataEngineServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -119,6 +142,11 @@ def add_DataEngineServicer_to_server(servicer, server):
                     servicer.AttachSharedMemory,
                     request_deserializer=dataengine_dot_v1_dot_dataengine__pb2.AttachRequest.FromString,
                     response_serializer=dataengine_dot_v1_dot_dataengine__pb2.AttachReply.SerializeToString,
+            ),
+            'OpenDataChannel': grpc.unary_stream_rpc_method_handler(
+                    servicer.OpenDataChannel,
+                    request_deserializer=dataengine_dot_v1_dot_dataengine__pb2.DataChannelRequest.FromString,
+                    response_serializer=dataengine_dot_v1_dot_dataengine__pb2.DataChannelReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -229,6 +257,33 @@ class DataEngine:
             '/dataengine.v1.DataEngine/AttachSharedMemory',
             dataengine_dot_v1_dot_dataengine__pb2.AttachRequest.SerializeToString,
             dataengine_dot_v1_dot_dataengine__pb2.AttachReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OpenDataChannel(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/dataengine.v1.DataEngine/OpenDataChannel',
+            dataengine_dot_v1_dot_dataengine__pb2.DataChannelRequest.SerializeToString,
+            dataengine_dot_v1_dot_dataengine__pb2.DataChannelReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -39,6 +39,7 @@ def test_grpcurl_lists_and_calls_the_service_through_reflection(engine: str) -> 
         "dataengine.v1.DataEngine.AttachSharedMemory",
         "dataengine.v1.DataEngine.DescribeDataset",
         "dataengine.v1.DataEngine.GetStats",
+        "dataengine.v1.DataEngine.OpenDataChannel",
         "dataengine.v1.DataEngine.StreamSamples",
     ]
     stats = json.loads(_grpcurl("-emit-defaults", engine, "dataengine.v1.DataEngine/GetStats"))

@@ -1,0 +1,263 @@
+"""The client's TCP data channel to an engine on another host.
+
+``ChannelLink.open`` calls ``OpenDataChannel`` (the lease, watched by a
+thread like a shared-memory link's), connects to the engine's data port on
+the host the endpoint names, and presents the token. A reader thread then
+takes each frame off the socket straight into its slot of a local receive
+buffer (``recv_into``: the kernel's copy is the only one before the batch
+copy), and marks the slot filled with the frame's ticket. The gRPC stream
+brings the ``SharedRef``; ``frame`` waits until the reader has filled that
+slot for its current ticket.
+
+Slots follow the same rules as shared memory (``_shm.py``), without done
+words: a frame carries its ticket, and the reader drops (reads into a
+scratch buffer) any frame whose ticket is not the one its slot is handed
+out with now, so a late frame of a cancelled request never overwrites a
+slot that was handed out again. A frame header that does not fit (a slot
+out of range, a size over the slot) breaks the link; so does the socket
+closing, or the lease ending. The fetcher then goes back to plain gRPC for
+that engine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import threading
+from collections.abc import Iterable
+
+import grpc
+import numpy as np
+
+from dataengine.client._collate import Frame
+from dataengine.frame import FrameError, read_sample
+from dataengine.shm import SharedMemoryError
+from dataengine.transport import CHANNEL_MAGIC, FRAME_HEADER
+from dataengine.v1 import dataengine_pb2 as pb
+from dataengine.v1 import dataengine_pb2_grpc as pb_grpc
+
+__all__ = ["ChannelLink"]
+
+_LOG = logging.getLogger(__name__)
+_RECEIVE_BUFFER = 8 << 20
+_FRAME_WAIT_S = 30.0  # the engine sent the frame before its reference
+_SCRATCH = 1 << 20
+
+
+def _host(endpoint: str) -> str:
+    host = endpoint.rpartition(":")[0]
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+
+class ChannelLink:
+    """One engine's data channel (see the module docstring). Thread-safe."""
+
+    def __init__(self, endpoint: str, slots: int, slot_bytes: int) -> None:
+        self.endpoint = endpoint
+        self.slots = slots
+        self.slot_bytes = -(-slot_bytes // 4096) * 4096
+        self.broken: str | None = None
+        self.token = b""
+        self._memory = np.empty(self.slots * self.slot_bytes, dtype=np.uint8)
+        self._cond = threading.Condition()
+        self._ticket = 0
+        self._assigned: dict[int, int] = {}  # slot -> ticket it was handed out with
+        self._filled: dict[int, tuple[int, int]] = {}  # slot -> (ticket, size) received
+        self._pending: set[int] = set()
+        self._call: grpc.Call | None = None
+        self._sock: socket.socket | None = None
+
+    @classmethod
+    def open(
+        cls,
+        endpoint: str,
+        stub: pb_grpc.DataEngineStub,
+        slots: int,
+        slot_bytes: int,
+        timeout_s: float,
+    ) -> ChannelLink:
+        """Open the lease and the connection; ``SharedMemoryError`` (kind
+        ``data_loss``) says why not (no data port, cannot connect, refused)."""
+        link = cls(endpoint, slots, slot_bytes)
+        try:
+            link._connect(stub, timeout_s)
+        except BaseException:
+            link.close("the channel could not be opened")
+            raise
+        return link
+
+    def _connect(self, stub: pb_grpc.DataEngineStub, timeout_s: float) -> None:
+        call = stub.OpenDataChannel(pb.DataChannelRequest())
+        self._call = call
+        got: list[pb.DataChannelReply] = []
+        answered = threading.Event()
+        failure: list[str] = []
+
+        def lease() -> None:
+            try:
+                got.append(next(call))
+                answered.set()
+                for _ in call:
+                    pass
+                reason = "the engine ended the lease"
+            except grpc.RpcError as exc:
+                reason = f"lease call ended: {exc.code().name}: {exc.details()}"
+                failure.append(reason)
+            except StopIteration:
+                reason = "the engine closed the lease without a port"
+                failure.append(reason)
+            finally:
+                answered.set()
+            self._break(reason)
+
+        threading.Thread(target=lease, name=f"engine-chan-{self.endpoint}", daemon=True).start()
+        if not answered.wait(timeout_s) or not got:
+            raise SharedMemoryError(
+                f"{self.endpoint}: no data channel: {failure[0] if failure else 'no answer'}"
+            )
+        reply = got[0]
+        self.token = bytes(reply.token)
+        try:
+            sock = socket.create_connection((_host(self.endpoint), reply.port), timeout_s)
+        except OSError as exc:
+            raise SharedMemoryError(
+                f"{self.endpoint}: cannot connect to data port {reply.port}: {exc}"
+            ) from None
+        self._sock = sock
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RECEIVE_BUFFER)
+            sock.sendall(CHANNEL_MAGIC + self.token)
+            ack = bytearray(len(CHANNEL_MAGIC))
+            self._exactly(sock, memoryview(ack))
+            if bytes(ack) != CHANNEL_MAGIC:
+                raise OSError("the engine refused the token")
+            sock.settimeout(None)
+        except OSError as exc:
+            raise SharedMemoryError(f"{self.endpoint}: data channel hello: {exc}") from None
+        reader = threading.Thread(target=self._read, name=f"engine-data-{self.endpoint}")
+        reader.daemon = True
+        reader.start()
+        _LOG.info(
+            "data channel to %s on port %d (%d slots of %d bytes)",
+            self.endpoint,
+            reply.port,
+            self.slots,
+            self.slot_bytes,
+        )
+
+    @staticmethod
+    def _exactly(sock: socket.socket, into: memoryview) -> None:
+        """Fill ``into`` from ``sock``; ``OSError`` at end of stream."""
+        got = 0
+        while got < into.nbytes:
+            n = sock.recv_into(into[got:], into.nbytes - got)
+            if n == 0:
+                raise OSError("the engine closed the data channel")
+            got += n
+
+    def _read(self) -> None:
+        """Reader thread: frames off the socket into their slots."""
+        sock = self._sock
+        assert sock is not None
+        header = memoryview(bytearray(FRAME_HEADER.size))
+        scratch = memoryview(bytearray(_SCRATCH))
+        memory = memoryview(self._memory.data)
+        try:
+            while True:
+                self._exactly(sock, header)
+                slot, _, ticket, size = FRAME_HEADER.unpack(header)
+                if slot >= self.slots or size > self.slot_bytes:
+                    raise OSError(f"frame header out of bounds: slot {slot}, {size} bytes")
+                with self._cond:
+                    wanted = self._assigned.get(slot) == ticket and slot in self._pending
+                if wanted:
+                    start = slot * self.slot_bytes
+                    self._exactly(sock, memory[start : start + size])
+                    with self._cond:
+                        self._filled[slot] = (ticket, size)
+                        self._cond.notify_all()
+                else:  # a late frame of a slot handed out again: drop it
+                    while size:
+                        n = min(size, _SCRATCH)
+                        self._exactly(sock, scratch[:n])
+                        size -= n
+        except OSError as exc:
+            self._break(str(exc))
+
+    # -- slots -----------------------------------------------------------
+
+    def slots_message(self, ticket: int, slots: list[int]) -> pb.SharedSlots:
+        return pb.SharedSlots(channel=self.token, ticket=ticket, slots=slots)
+
+    def allocate(self, count: int) -> tuple[int, list[int]] | None:
+        """A fresh ticket and ``count`` free slots, or None (broken, or too
+        few free: the request goes inline)."""
+        with self._cond:
+            if self.broken is not None:
+                return None
+            free = [s for s in range(self.slots) if s not in self._pending][:count]
+            if len(free) < count:
+                return None
+            self._ticket += 1
+            for slot in free:
+                self._assigned[slot] = self._ticket
+                self._filled.pop(slot, None)
+            self._pending.update(free)
+            return self._ticket, free
+
+    def frame(self, slot: int, size: int, sample_id: int) -> Frame:
+        """The frame of ``slot`` once the reader has it. ``FrameError`` or
+        ``SharedMemoryError`` (both ``data_loss``) when it does not come or
+        is not the sample's."""
+        if not 0 <= slot < self.slots:
+            raise FrameError(f"{self.endpoint}: slot {slot} is outside 0..{self.slots - 1}")
+        with self._cond:
+            ticket = self._assigned.get(slot)
+            arrived = self._cond.wait_for(
+                lambda: self.broken is not None or self._filled.get(slot, (None,))[0] == ticket,
+                _FRAME_WAIT_S,
+            )
+            filled = self._filled.get(slot)
+            if not arrived or filled is None or filled[0] != ticket:
+                raise SharedMemoryError(
+                    f"{self.endpoint}: the frame of slot {slot} did not arrive"
+                    + (f" ({self.broken})" if self.broken else "")
+                )
+        if filled[1] != size:
+            raise FrameError(f"{self.endpoint}: slot {slot} got {filled[1]} bytes, not {size}")
+        start = slot * self.slot_bytes
+        view = read_sample(self._memory, start, start + size)
+        if view.sample_id != sample_id:
+            raise FrameError(
+                f"{self.endpoint}: slot {slot} holds sample {view.sample_id}, not {sample_id}"
+            )
+        return Frame(self._memory, view)
+
+    def release(self, slots: Iterable[int]) -> None:
+        """The client is done with these slots; they may be handed out again."""
+        with self._cond:
+            self._pending.difference_update(slots)
+
+    # -- lifetime --------------------------------------------------------
+
+    def _break(self, reason: str) -> None:
+        with self._cond:
+            if self.broken is not None:
+                return
+            self.broken = reason
+            self._cond.notify_all()
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.shutdown(socket.SHUT_RDWR)
+        _LOG.info("data channel with %s off: %s", self.endpoint, reason)
+
+    def close(self, reason: str = "closed by the client") -> None:
+        """End the lease and the connection (idempotent)."""
+        self._break(reason)
+        if self._call is not None:
+            with contextlib.suppress(Exception):
+                self._call.cancel()
+        if self._sock is not None:
+            with contextlib.suppress(OSError):
+                self._sock.close()
