@@ -7,7 +7,10 @@ in a shared-memory slot, and the message carries only a ``SharedRef``
 enough free slots: shared memory; else TCP), opens links in the background
 once the first sample from an engine tells the slot size, and counts what
 receiving cost this process (CPU seconds in the receiving threads, bytes)
-per transport in ``ClientStats``.
+per transport in ``ClientStats``. A link whose segment vanished or was
+truncated, or whose frame could not be trusted, is dropped, counted
+(``shared_memory_failures``, an ``shm_failure`` event) and that engine
+stays on TCP for the rest of the client's life.
 """
 
 from __future__ import annotations
@@ -104,7 +107,14 @@ class Receiver:
                 link = None
         if link is None:
             return None
-        got = link.allocate(len(set(ids)))
+        try:
+            got = link.allocate(len(set(ids)))
+        except SharedMemoryError as exc:  # vanished or truncated: the link is broken
+            self._stats.count("shared_memory_failures")
+            self._stats.event("shm_failure", endpoint, str(exc))
+            self._stay_on_tcp(endpoint, str(exc))
+            self.drop(endpoint, str(exc))
+            return None
         if got is None:
             return None
         ticket, slots = got
@@ -149,6 +159,17 @@ class Receiver:
         if link is not None:
             self._stats.event("shm_attached", endpoint, link.segment.name)
 
+    def _stay_on_tcp(self, endpoint: str, reason: str) -> None:
+        """No more links to ``endpoint`` for this client's life: its shared
+        memory failed once (a segment that vanished or was truncated, a
+        frame that could not be trusted), and whatever did it may do it
+        again. TCP serves every sample as well."""
+        with self._lock:
+            if endpoint in self._off:
+                return
+            self._off[endpoint] = f"shared memory failed: {reason}"
+        _LOG.warning("shared memory with %s failed; TCP from now on: %s", endpoint, reason)
+
     def drop(self, endpoint: str, reason: str) -> None:
         """Close ``endpoint``'s link (its engine died, or a frame failed)."""
         with self._lock:
@@ -187,11 +208,12 @@ class Receiver:
             return Received(Frame(raw, view), TCP, len(raw))
         slot, size = view.shared
         if slots is None or slots.slot_of.get(view.sample_id) != slot:
-            raise LinkFailure(
-                f"{endpoint} sent sample {view.sample_id} in slot {slot}, which was not its slot"
-            )
+            reason = f"{endpoint} sent sample {view.sample_id} in slot {slot}, not its slot"
+            self._stay_on_tcp(endpoint, reason)
+            raise LinkFailure(reason)
         try:
             frame = slots.link.frame(slot, size, view.sample_id)
         except (SharedMemoryError, FrameError) as exc:
+            self._stay_on_tcp(endpoint, str(exc))
             raise LinkFailure(str(exc)) from None
         return Received(frame, SHARED_MEMORY, size + len(raw), slots.link, slot)

@@ -17,7 +17,10 @@ client released it: after the batch holding its frame was assembled, or,
 for a slot whose frame never arrived, when its call ended. A frame is
 read only after checking that the segment still has its name and its size
 (``Segment.check``): a vanished or truncated segment is a ``data_loss`` for
-the link, never a read past the mapping's end.
+the link, never a read past the mapping's end. The same check runs before
+each request's slots are handed out, so a segment damaged between requests
+is noticed even when the engine's workers, finding it first, answered over
+TCP.
 """
 
 from __future__ import annotations
@@ -142,8 +145,21 @@ class SharedLink:
 
     def allocate(self, count: int) -> tuple[int, list[int]] | None:
         """A fresh ticket and ``count`` free slots, or None (broken, or not
-        enough free slots: the request goes over TCP)."""
+        enough free slots: the request goes over TCP).
+
+        ``SharedMemoryError`` when the segment vanished or was truncated: the
+        link is then broken (no slot of it may be written or read again).
+        Checked here, before each request, because the engine's workers
+        check too and would quietly answer over TCP: the client would keep
+        handing out slots of a dead segment and never learn why."""
         seg = self.segment
+        if self.broken is not None:
+            return None
+        try:
+            seg.check()
+        except SharedMemoryError as exc:
+            self._break(str(exc))
+            raise
         with self._lock:
             if self.broken is not None:
                 return None
