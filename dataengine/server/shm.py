@@ -3,10 +3,16 @@
 ``AttachSharedMemory`` opens a client's segment by name (only
 ``medstream-...`` names in /dev/shm, and only when its nonce matches the
 request's), answers once, and keeps the call open: while it is open the
-segment is leased to this engine, and requests may name it. When the call
-ends (the client closed it or died: gRPC cancels the call when the
-connection drops) or the engine stops, the segment's name is unlinked and
-the segment forgotten. Requests still in flight keep the mapping they hold
+segment is leased to this engine, and requests may name it.
+
+The lease ends when the client ends the call (it closed the link or died:
+gRPC cancels the call when the connection drops); the engine then unlinks
+the segment's name, as the client may not be there to do it. It also ends
+when the engine stops; the engine then leaves the name to the client,
+which unlinks it when it sees the call end: until then its frames already
+in flight are still read from a segment that has its name (a name gone
+under a live lease means someone else removed it). Either way the segment
+is forgotten at once; requests still in flight keep the mapping they hold
 until they finish.
 
 ``SharedTarget`` is one request's slots in a leased segment: where the
@@ -104,7 +110,7 @@ class SharedSegments:
         except SharedMemoryError as exc:
             context.abort(grpc.StatusCode.FAILED_PRECONDITION, f"not attachable here: {exc}")
             raise AssertionError("unreachable: context.abort raises") from None
-        ended = threading.Event()
+        ended = threading.Event()  # the client ended the call, or its connection dropped
         context.add_callback(ended.set)
         with self._lock:
             self._segments[segment.name] = segment
@@ -116,7 +122,8 @@ class SharedSegments:
         finally:
             with self._lock:
                 self._segments.pop(segment.name, None)
-            segment.unlink()
+            if ended.is_set() or not context.is_active():
+                segment.unlink()  # the client may be gone: nobody else would
             _LOG.info("shared-memory segment %s released", segment.name)
 
     def stop(self) -> None:
