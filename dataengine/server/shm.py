@@ -3,7 +3,9 @@
 ``AttachSharedMemory`` opens a client's segment by name (only
 ``medstream-...`` names in /dev/shm, and only when its nonce matches the
 request's), answers once, and keeps the call open: while it is open the
-segment is leased to this engine, and requests may name it.
+segment is leased to this engine, and requests may name it. An engine
+started with ``--no-shared-memory`` refuses (FAILED_PRECONDITION: the
+client stays on TCP).
 
 The lease ends when the client ends the call (it closed the link or died:
 gRPC cancels the call when the connection drops); the engine then unlinks
@@ -67,10 +69,12 @@ class SharedTarget:
 
 
 class SharedSegments:
-    """Leased segments by name, and the ``AttachSharedMemory`` RPC."""
+    """Leased segments by name, and the ``AttachSharedMemory`` RPC;
+    ``enabled=False`` (``--no-shared-memory``) refuses every attach."""
 
-    def __init__(self, engine_id: str) -> None:
+    def __init__(self, engine_id: str, enabled: bool = True) -> None:
         self._engine_id = engine_id
+        self.enabled = enabled
         self._lock = threading.Lock()
         self._segments: dict[str, Segment] = {}
         self._stopping = threading.Event()
@@ -105,6 +109,12 @@ class SharedSegments:
         self, request: pb.AttachRequest, context: grpc.ServicerContext
     ) -> Iterator[pb.AttachReply]:
         """Open the client's segment and hold it while the call is open."""
+        if not self.enabled:
+            context.abort(
+                grpc.StatusCode.FAILED_PRECONDITION,
+                "shared memory is off on this engine (--no-shared-memory): use TCP",
+            )
+            raise AssertionError("unreachable: context.abort raises")
         try:
             segment = Segment.open(request.segment, bytes(request.nonce))
         except SharedMemoryError as exc:
