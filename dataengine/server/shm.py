@@ -10,12 +10,13 @@ client stays on TCP).
 The lease ends when the client ends the call (it closed the link or died:
 gRPC cancels the call when the connection drops); the engine then unlinks
 the segment's name, as the client may not be there to do it. It also ends
-when the engine stops; the engine then leaves the name to the client,
-which unlinks it when it sees the call end: until then its frames already
-in flight are still read from a segment that has its name (a name gone
-under a live lease means someone else removed it). Either way the segment
-is forgotten at once; requests still in flight keep the mapping they hold
-until they finish.
+when the engine stops, or when a request finds the segment vanished or
+truncated; the engine then leaves the name to the client, which unlinks it
+when it sees the call end: until then its frames already in flight are
+still read from a segment that has its name (a name gone under a live
+lease means someone else removed it). Either way the segment is forgotten
+at once; requests still in flight keep the mapping they hold until they
+finish.
 
 ``SharedTarget`` is one request's slots in a leased segment: where the
 workers write each sample (``task_target``), and the done words the front
@@ -59,13 +60,29 @@ class SharedTarget:
         return self.segment.name, start, stop - start
 
     def done(self, slot: int) -> None:
-        """The engine will not write ``slot`` again for this request."""
+        """The engine will not write ``slot`` again for this request. Not
+        stored when the segment vanished or was truncated: the client reads
+        none of its slots again, and a done word past a truncated file's end
+        is a SIGBUS."""
+        try:
+            self.segment.check()
+        except SharedMemoryError:
+            return
         self.segment.set_done(slot, self.ticket)
 
     def done_when(self, future: cf.Future[Any], slot: int) -> None:
         """Mark ``slot`` done once ``future`` (its worker task) has finished,
         however it ends: only then is no worker writing it."""
         future.add_done_callback(lambda _: self.done(slot))
+
+
+@dataclass(frozen=True)
+class _Lease:
+    """One attached segment, and the event that ends its lease early (the
+    segment was found vanished or truncated)."""
+
+    segment: Segment
+    revoked: threading.Event
 
 
 class SharedSegments:
@@ -76,14 +93,14 @@ class SharedSegments:
         self._engine_id = engine_id
         self.enabled = enabled
         self._lock = threading.Lock()
-        self._segments: dict[str, Segment] = {}
+        self._leases: dict[str, _Lease] = {}
         self._stopping = threading.Event()
 
     @property
     def count(self) -> int:
         """Segments leased now."""
         with self._lock:
-            return len(self._segments)
+            return len(self._leases)
 
     def target(self, shared: pb.SharedSlots, ids: int) -> SharedTarget | None:
         """The request's ``SharedTarget`` (None: no slots asked for, or the
@@ -92,8 +109,17 @@ class SharedSegments:
         if not shared.segment:
             return None
         with self._lock:
-            segment = self._segments.get(shared.segment)
-        if segment is None:
+            lease = self._leases.get(shared.segment)
+        if lease is None:
+            return None
+        segment = lease.segment
+        try:
+            segment.check()
+        except SharedMemoryError as exc:
+            # Its workers would find the same and answer over TCP sample by
+            # sample; ending the lease tells the client once.
+            _LOG.warning("shared-memory segment %s unusable, lease ended: %s", segment.name, exc)
+            lease.revoked.set()
             return None
         slots = list(shared.slots)
         if len(slots) != ids:
@@ -122,16 +148,20 @@ class SharedSegments:
             raise AssertionError("unreachable: context.abort raises") from None
         ended = threading.Event()  # the client ended the call, or its connection dropped
         context.add_callback(ended.set)
+        lease = _Lease(segment, threading.Event())
         with self._lock:
-            self._segments[segment.name] = segment
+            self._leases[segment.name] = lease
         _LOG.info("shared-memory segment %s attached (%d slots)", segment.name, segment.slots)
         try:
             yield pb.AttachReply(engine_pid=os.getpid(), engine_id=self._engine_id)
-            while not ended.wait(_LEASE_POLL_S) and not self._stopping.is_set():
+            while not (
+                ended.wait(_LEASE_POLL_S) or self._stopping.is_set() or lease.revoked.is_set()
+            ):
                 pass
         finally:
             with self._lock:
-                self._segments.pop(segment.name, None)
+                if self._leases.get(segment.name) is lease:
+                    del self._leases[segment.name]
             if ended.is_set() or not context.is_active():
                 segment.unlink()  # the client may be gone: nobody else would
             _LOG.info("shared-memory segment %s released", segment.name)
