@@ -269,6 +269,15 @@ class Segment:
                 f"(needs {max(stop, self.size)})"
             )
 
+    def read_into(self, offset: int, dest: memoryview) -> int:
+        """Copy ``dest.nbytes`` bytes from ``offset`` into ``dest`` with a
+        read of the file, not the mapping: a segment truncated meanwhile
+        gives a short count (returned), never a SIGBUS."""
+        try:
+            return os.preadv(self._fd, [dest], offset)
+        except OSError:
+            return 0
+
     @property
     def linked(self) -> bool:
         """The segment's name still exists (nobody unlinked it)."""

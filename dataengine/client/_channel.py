@@ -33,7 +33,7 @@ import numpy as np
 from dataengine.client._collate import Frame
 from dataengine.frame import FrameError, read_sample
 from dataengine.shm import SharedMemoryError
-from dataengine.transport import CHANNEL_MAGIC, FRAME_HEADER
+from dataengine.transport import CHANNEL_MAGIC, DATA_CHANNEL, FRAME_HEADER
 from dataengine.v1 import dataengine_pb2 as pb
 from dataengine.v1 import dataengine_pb2_grpc as pb_grpc
 
@@ -52,6 +52,8 @@ def _host(endpoint: str) -> str:
 
 class ChannelLink:
     """One engine's data channel (see the module docstring). Thread-safe."""
+
+    transport = DATA_CHANNEL
 
     def __init__(self, endpoint: str, slots: int, slot_bytes: int) -> None:
         self.endpoint = endpoint

@@ -313,13 +313,18 @@ class EngineClient:
         CPU time is counted as receive cost, shared by the samples'
         transports."""
         cpu = time.thread_time()
-        good = [r.frame for r in received if r.frame.view.error is None]
+        good = [r for r in received if r.frame.view.error is None]
         lost = [
             LostSample(r.sample_id, *r.frame.view.error)
             for r in received
             if r.frame.view.error is not None
         ]
-        batch = assemble(good, self.buffers)
+        batch, unreadable = assemble([r.frame for r in good], self.buffers)
+        for sid, reason in unreadable:  # a shared segment truncated since it arrived
+            item = next(r for r in good if r.sample_id == sid)
+            if item.link is not None:
+                self._fetcher.receiver.link_failed(item.link.endpoint, item.transport, reason)
+            lost.append(LostSample(sid, "data_loss", reason))
         if received:
             share = (time.thread_time() - cpu) / len(received)
             for transport in {r.transport for r in received}:

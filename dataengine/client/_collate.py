@@ -10,7 +10,7 @@ patterns and its buffer is a ``torch.bfloat16`` tensor, so nothing is cast.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,10 +40,23 @@ TORCH_DTYPES: dict[int, torch.dtype] = {
 @dataclass(frozen=True)
 class Frame:
     """One good sample as received: ``view`` locates its tensors in
-    ``buffer`` (a ``bytes`` from gRPC, or a shared-memory mapping)."""
+    ``buffer`` (a ``bytes`` from gRPC, a data channel's receive buffer, or a
+    shared-memory mapping). ``read_into(offset, dest) -> bytes copied``,
+    when set, is how its bytes are copied instead of from ``buffer`` (a
+    shared segment: a read of the file, which a truncation cannot turn into
+    a SIGBUS as the mapping would)."""
 
     buffer: Any
     view: SampleView
+    read_into: Callable[[int, memoryview], int] | None = None
+
+
+class _Unreadable(Exception):
+    """A frame's bytes could not be copied (its segment was truncated)."""
+
+    def __init__(self, index: int, reason: str) -> None:
+        super().__init__(reason)
+        self.index = index
 
 
 def _layout(frames: Sequence[Frame]) -> Layout:
@@ -79,24 +92,44 @@ def _bytes_of(tensor: torch.Tensor) -> np.ndarray:
     return flat.numpy().view(np.uint8)
 
 
-def assemble(frames: Sequence[Frame], buffers: BatchBuffers) -> HostBatch:
+def _fill(frames: Sequence[Frame], buffer: dict[str, torch.Tensor], layout: Layout) -> None:
+    """Copy every frame's tensors into its row of ``buffer``."""
+    for index, (name, _, _) in enumerate(layout):
+        row_bytes = frames[0].view.tensors[index].nbytes
+        rows = _bytes_of(buffer[name]).reshape(len(frames), row_bytes)
+        for i, (row, f) in enumerate(zip(rows, frames, strict=True)):
+            t = f.view.tensors[index]
+            if f.read_into is None:
+                row[:] = np.frombuffer(f.buffer, dtype=np.uint8, count=t.nbytes, offset=t.offset)
+            elif f.read_into(t.offset, row.data) != t.nbytes:
+                raise _Unreadable(i, f"tensor {t.name!r} of sample {f.view.sample_id}: short read")
+
+
+def assemble(
+    frames: Sequence[Frame], buffers: BatchBuffers
+) -> tuple[HostBatch, list[tuple[int, str]]]:
     """``{"sample_id": int64 [B], name: [B, ...] for each tensor}`` of good
     samples, every tensor in the dtype it travelled in, in a buffer of
-    ``buffers`` (one byte copy per tensor). ``DecodeError`` when the samples
-    disagree on their tensors, dtypes or shapes."""
-    ids = torch.tensor([f.view.sample_id for f in frames], dtype=torch.int64)
-    if not frames:
-        return HostBatch({"sample_id": ids})
-    layout = _layout(frames)
-    buffer = buffers.take(layout)
-    try:
-        for index, (name, _, _) in enumerate(layout):
-            row_bytes = frames[0].view.tensors[index].nbytes
-            rows = _bytes_of(buffer[name]).reshape(len(frames), row_bytes)
-            for row, f in zip(rows, frames, strict=True):
-                t = f.view.tensors[index]
-                row[:] = np.frombuffer(f.buffer, dtype=np.uint8, count=t.nbytes, offset=t.offset)
-    except BaseException:
-        buffers.give_back(layout, buffer)
-        raise
-    return buffers.batch(layout, buffer, [("sample_id", ids)])
+    ``buffers`` (one byte copy per tensor), and the ``(sample_id, reason)``
+    of frames left out because their bytes could no longer be read (a
+    shared segment truncated since they arrived). ``DecodeError`` when the
+    samples disagree on their tensors, dtypes or shapes."""
+    frames = list(frames)
+    unreadable: list[tuple[int, str]] = []
+    while True:
+        ids = torch.tensor([f.view.sample_id for f in frames], dtype=torch.int64)
+        if not frames:
+            return HostBatch({"sample_id": ids}), unreadable
+        layout = _layout(frames)
+        buffer = buffers.take(layout)
+        try:
+            _fill(frames, buffer, layout)
+        except _Unreadable as exc:
+            buffers.give_back(layout, buffer)
+            unreadable.append((frames[exc.index].view.sample_id, str(exc)))
+            del frames[exc.index]
+            continue
+        except BaseException:
+            buffers.give_back(layout, buffer)
+            raise
+        return buffers.batch(layout, buffer, [("sample_id", ids)]), unreadable

@@ -321,12 +321,10 @@ class Fetcher:
                 if slots is not None:  # the slots whose frame this call did not deliver
                     slots.link.release(s for i, s in slots.slot_of.items() if i not in kept)
         except LinkFailure as exc:
-            self._stats.count("shared_memory_failures")
-            self._stats.event("shm_failure", call.endpoint, str(exc))
-            _LOG.warning("shared memory with %s failed (%s): back to TCP", call.endpoint, exc)
-            self.receiver.drop(call.endpoint, str(exc))
+            assert slots is not None  # only a request with slots reads link frames
+            self.receiver.link_failed(call.endpoint, slots.link.transport, str(exc))
             with batch.cond:
-                self._cancel(call)  # its missing ids are asked again, over TCP
+                self._cancel(call)  # its missing ids are asked again, inside the messages
             return ""
         except grpc.RpcError as exc:
             code = exc.code()

@@ -37,6 +37,7 @@ import grpc
 from dataengine.client._collate import Frame
 from dataengine.frame import FrameError, read_sample
 from dataengine.shm import Segment, SharedMemoryError, sweep_stale
+from dataengine.transport import SHARED_MEMORY
 from dataengine.v1 import dataengine_pb2 as pb
 from dataengine.v1 import dataengine_pb2_grpc as pb_grpc
 
@@ -63,6 +64,8 @@ def _sweep_once() -> None:
 
 class SharedLink:
     """One engine's link (see the module docstring). Thread-safe."""
+
+    transport = SHARED_MEMORY
 
     def __init__(self, endpoint: str, segment: Segment) -> None:
         self.endpoint = endpoint
@@ -202,7 +205,13 @@ class SharedLink:
             raise FrameError(
                 f"{seg.name}: slot {slot} holds sample {view.sample_id}, not {sample_id}"
             )
-        return Frame(seg.buffer, view)
+        # The tensors' bytes are copied later by a read of the file
+        # (``Segment.read_into``): a truncation by then is a short read.
+        return Frame(seg.buffer, view, seg.read_into)
+
+    def slots_message(self, ticket: int, slots: list[int]) -> pb.SharedSlots:
+        """The request field naming these slots of this segment."""
+        return pb.SharedSlots(segment=self.segment.name, ticket=ticket, slots=slots)
 
     def release(self, slots: Iterable[int]) -> None:
         """The client is done with these slots (their frames are copied, or

@@ -56,7 +56,9 @@ class ClientConfig:
     asynchronous copies to the GPU (None: when CUDA is available);
     ``shared_memory`` lets an engine on this host hand samples over through
     /dev/shm instead of TCP (automatic when it can open this client's
-    segment; False: always TCP)."""
+    segment; False: never); ``data_channel`` takes sample bytes from other
+    engines on a plain TCP connection beside gRPC, which costs this host a
+    fraction of gRPC's CPU per byte (False: inside the gRPC messages)."""
 
     endpoints: tuple[str, ...]
     dataset: str | None = None
@@ -77,6 +79,7 @@ class ClientConfig:
     hedge_after_s: float | None = None
     pin_memory: bool | None = None
     shared_memory: bool = True
+    data_channel: bool = True
 
     def __post_init__(self) -> None:
         check_int(self.world_size, "client.world_size", 1)

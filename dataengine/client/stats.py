@@ -50,12 +50,13 @@ class ClientStats:
     ``batches``: micro-batches yielded; ``batch_times``: the monotonic time
     each recent micro-batch was yielded (bounded); ``malformed_frames``:
     received messages that were not a well-formed ``Sample``;
-    ``shared_memory_failures``: shared-memory frames that could not be
-    trusted (their link was dropped and the samples asked again over TCP).
+    ``shared_memory_failures`` / ``data_channel_failures``: link frames
+    that could not be trusted (the link was dropped and the samples asked
+    again inside the gRPC messages).
 
     ``receive``: what receiving cost this process, per transport (``tcp``,
-    ``shared_memory``): ``samples``, ``bytes`` (message bytes plus, for
-    shared memory, the frame bytes read from the slot) and ``cpu_s`` (CPU
+    ``data_channel``, ``shared_memory``): ``samples``, ``bytes`` (message
+    bytes plus, for a link, the frame bytes of the slot) and ``cpu_s`` (CPU
     seconds of the threads that read the streams and assemble batches:
     gRPC's reads, frame reading, the copy into the batch buffer).
     ``receive_cost()`` gives it per sample."""
@@ -70,6 +71,7 @@ class ClientStats:
     batches: int = 0
     malformed_frames: int = 0
     shared_memory_failures: int = 0
+    data_channel_failures: int = 0
     receive: dict[str, dict[str, float]] = field(default_factory=dict)
     events: collections.deque[FleetEvent] = field(
         default_factory=lambda: collections.deque(maxlen=_EVENTS)
@@ -133,6 +135,7 @@ class ClientStats:
                 "batches": self.batches,
                 "malformed_frames": self.malformed_frames,
                 "shared_memory_failures": self.shared_memory_failures,
+                "data_channel_failures": self.data_channel_failures,
                 "receive": {k: dict(v) for k, v in self.receive.items()},
                 "events": list(self.events),
                 "batch_times": list(self.batch_times),

@@ -160,7 +160,7 @@ class EngineServer:
         self.tiers = TierStack(self.cache, None, self.shared, self.views)
         self.stats.tiers = self.tiers.counters
         self.pool = WorkerPool(config.worker_count)
-        self.segments = SharedSegments(self.engine_id)
+        self.segments = SharedSegments(self.engine_id, enabled=config.shared_memory)
         self.channels = DataChannels(config.host, config.data_port)
         self.stats.shared_segments = lambda: self.segments.count
         self.stats.data_channels = lambda: self.channels.count

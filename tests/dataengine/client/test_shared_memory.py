@@ -84,25 +84,33 @@ def test_shared_memory_batches_are_byte_identical_to_tcp(
 # -- the automatic choice and the off switches --------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="app.py builds SharedSegments(engine_id) without enabled=config.shared_memory: "
-    "an engine started with --no-shared-memory still attaches segments",
-)
-def test_an_engine_with_shared_memory_off_keeps_the_client_on_tcp(
+def test_an_engine_with_shared_memory_off_gets_the_data_channel_then_only_tcp(
     start_engine, packed_dataset: Path
 ) -> None:
+    """``--no-shared-memory``: the client's attach is refused, it opens a
+    TCP data channel instead (no segment is left); with
+    ``--no-data-channel`` as well, every sample comes inside the gRPC
+    messages. Digests are the same all three ways."""
     engine = start_engine([packed_dataset], "--no-shared-memory")
     with EngineClient(engine.address, pipeline=AUGMENTED, seed=SEED, batch_size=2) as client:
         digests = [batch_digest(b) for b in client.batches(epochs=2)]
         stats = engine_stats(engine.address)
-        assert stats.shared_segments == 0
+        assert stats.shared_segments == 0 and stats.data_channels == 1
         assert segments_of(os.getpid()) == []
         assert events(client, "shm_attached") == []
         received = client.stats.snapshot()["receive"]
-    assert set(received) == {"tcp"} and received["tcp"]["samples"] == 24
-    assert stats.transports["tcp"] == 24 and stats.transports["shared_memory"] == 0
+    assert set(received) == {"tcp", "data_channel"}
+    assert received["tcp"]["samples"] + received["data_channel"]["samples"] == 24
+    assert stats.transports["shared_memory"] == 0 and stats.transports["data_channel"] > 0
     assert digests == reference(engine.address, 12)
+
+    plain = start_engine([packed_dataset], "--no-shared-memory", "--no-data-channel")
+    with EngineClient(plain.address, pipeline=AUGMENTED, seed=SEED, batch_size=2) as client:
+        assert [batch_digest(b) for b in client.batches(epochs=2)] == digests
+        received = client.stats.snapshot()["receive"]
+    stats = engine_stats(plain.address)
+    assert set(received) == {"tcp"} and received["tcp"]["samples"] == 24
+    assert stats.transports["tcp"] == 24 and stats.data_channels == 0
 
 
 def test_a_client_with_shared_memory_off_attaches_nothing(shm_engine: tuple[str, int]) -> None:
@@ -110,7 +118,12 @@ def test_a_client_with_shared_memory_off_attaches_nothing(shm_engine: tuple[str,
     wait_for("no client linked", lambda: linked(address, 0))
     before = dict(engine_stats(address).transports)
     with EngineClient(
-        address, pipeline=AUGMENTED, seed=SEED, batch_size=2, shared_memory=False
+        address,
+        pipeline=AUGMENTED,
+        seed=SEED,
+        batch_size=2,
+        shared_memory=False,
+        data_channel=False,
     ) as client:
         for batch in client.batches(epochs=2):
             batch.release()
@@ -180,12 +193,6 @@ def _settled(address: str) -> None:
         time.sleep(0.1)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="SIGBUS: _collate.assemble copies shared-memory frames out of the mapping "
-    "after SharedLink.frame checked it; a truncation in between kills the client",
-)
 def test_a_segment_truncated_under_frames_not_yet_copied_is_no_crash(
     shm_engine: tuple[str, int], start_engine, start_client, packed_dataset: Path
 ) -> None:

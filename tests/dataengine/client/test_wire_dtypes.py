@@ -51,7 +51,9 @@ def _samples(spec: PipelineSpec, ids: list[int], **shape: int) -> list[Frame]:
 
 
 def stack_samples(frames: list[Frame]) -> dict[str, torch.Tensor]:
-    return assemble(frames, BatchBuffers(pin_memory=False, keep=2))
+    batch, unreadable = assemble(frames, BatchBuffers(pin_memory=False, keep=2))
+    assert unreadable == []
+    return batch
 
 
 # -- collation, no engine ------------------------------------------------------
@@ -93,7 +95,7 @@ def test_assembly_copies_each_tensor_once_into_the_batch_buffer() -> None:
     buffers = BatchBuffers(pin_memory=False, keep=2)
     tracemalloc.start()
     try:
-        batch = assemble(samples, buffers)
+        batch, _ = assemble(samples, buffers)
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
@@ -106,7 +108,7 @@ def test_assembly_copies_each_tensor_once_into_the_batch_buffer() -> None:
     image = batch["image"].data_ptr()
     batch.release()
     assert batch == {}
-    again = assemble(samples, buffers)
+    again, _ = assemble(samples, buffers)
     assert again["image"].data_ptr() == image
     assert (buffers.allocated, buffers.reused) == (1, 1)
 
