@@ -14,12 +14,17 @@ A. the lean local peer (``bench_cold.NpzStudyDataset``): a DataLoader with 2
    persistent workers reading one .npz of prepared arrays per study and
    augmenting it; one warm-up epoch, then CPU per sample of the whole
    process tree (main + workers) over the measured epochs;
-B. the client over TCP (``shared_memory=False``) against a warm engine (a
-   warm-up epoch first, so L0 holds every prefix; then several epochs):
-   CPU of the client process alone (the engine is another process) per
-   sample, each batch released after use as a trainer would; next to it,
-   the client's own receive figures (``client.stats.snapshot()["receive"]``:
-   CPU seconds and bytes per sample, by transport). Target <= 0.2x (A);
+B. the client over TCP against a warm engine (a warm-up epoch first, so L0
+   holds every prefix; then several epochs), two ways: ``tcp``, the samples
+   inside the gRPC messages (``shared_memory=False, data_channel=False``:
+   what a client on another host gets from an engine without a data
+   channel), and ``data_channel``, the samples on the TCP data channel
+   (``shared_memory=False``: what a client on another host gets by
+   default). CPU of the client process alone (the engine is another
+   process) per sample, each batch released after use as a trainer would;
+   next to it, the client's own receive figures
+   (``client.stats.snapshot()["receive"]``: CPU seconds and bytes per
+   sample, by transport). Target <= 0.2x (A);
 C. the same with ``shared_memory=True`` against the same engine (same
    host). NOT MEASURED unless the engine's GetStats
    ``transports["shared_memory"]`` grew during the measured epochs (a
@@ -33,7 +38,7 @@ D. one stream over loopback, in GB/s (10^9 bytes per second):
      real client's channel options, no response deserializer (the bytes as
      received) and its frame reader (``dataengine.frame.read_sample`` and a
      numpy view per tensor). Target >= 1.5 GB/s and >= 0.4x raw;
-   - the real engine: warm L0, a large batch, TCP, float32; its
+   - the real engine: warm L0, a large batch, data channel, float32; its
      augmentation runs on the same cores, so this is the fleet's figure
      (engine-bound), shown against the same targets;
 E. shared memory against ``np.copyto`` of the same float32 frame into a
@@ -104,10 +109,12 @@ from dataengine.v1 import dataengine_pb2 as pb
 
 QUICK_CORPUS = ColdCorpus(16, 16, 256, shard_samples=4)
 DTYPES = ("float32", "bfloat16")
-TRANSPORTS = ("tcp", "shared_memory")
+TRANSPORTS = ("tcp", "data_channel", "shared_memory")
+LETTER = {"tcp": "B", "data_channel": "B", "shared_memory": "C"}
 WIRE_METHOD = "/benchclient.Wire/Stream"
 TARGETS = {  # name: (limit, at_most)
     "B tcp": (0.2, True),
+    "B data_channel": (0.2, True),
     "C shared_memory": (0.1, True),
     "D GB/s": (1.5, False),
     "D vs raw": (0.4, False),
@@ -250,9 +257,13 @@ def client_run(
     """One warm-up epoch, then ``epochs`` measured epochs of a fresh client
     (``shared_memory`` as ``transport`` says) in this process; each batch is
     released after use."""
-    shm = transport == "shared_memory"
     client = EngineClient(
-        engine.address, pipeline=spec, batch_size=batch, seed=0, shared_memory=shm
+        engine.address,
+        pipeline=spec,
+        batch_size=batch,
+        seed=0,
+        shared_memory=transport == "shared_memory",
+        data_channel=transport == "data_channel",
     )
     with client:
         for b in client.batches(epochs=1):
@@ -646,7 +657,7 @@ def run(r: Results, lean: Path, dataset: Path, spec: PipelineSpec, plan: Plan) -
         try:
             for transport in TRANSPORTS:
                 for dtype in DTYPES:
-                    part = f"{'B' if transport == 'tcp' else 'C'} {dtype}"
+                    part = f"{LETTER[transport]} {transport} {dtype}"
                     with _part(r, part):
                         wired = wire_spec(spec, dtype)
                         if wired is None:
@@ -661,7 +672,7 @@ def run(r: Results, lean: Path, dataset: Path, spec: PipelineSpec, plan: Plan) -
                             print(f"   WARNING ({part}): {run_.note}", flush=True)
             with _part(r, "D engine"):
                 r.engine_stream = client_run(
-                    engine, spec, "float32", "tcp", plan.large_batch, plan.engine_epochs
+                    engine, spec, "float32", "data_channel", plan.large_batch, plan.engine_epochs
                 )
         finally:
             engine.stop()
@@ -723,12 +734,13 @@ def _client_lines(r: Results) -> list[str]:
     else:
         p = r.peer
         lines.append(f"{label:<38}{p.samples:>8}{p.seconds:>8.2f}{p.rate:>10.1f}{p.cpu_ms:>14.2f}")
-    for transport, letter in (("tcp", "B"), ("shared_memory", "C")):
+    for transport in TRANSPORTS:
+        letter = LETTER[transport]
         for dtype in DTYPES:
             label = f"{letter} client {transport} {dtype}"
             c = r.client(transport, dtype)
             if c is None:
-                why = r.why.get(f"{letter} {dtype}", r.why.get("engine", ""))
+                why = r.why.get(f"{letter} {transport} {dtype}", r.why.get("engine", ""))
                 lines.append(f"{label:<38}{'n/a':>8}   {why}")
                 continue
             m = c.client
@@ -754,10 +766,11 @@ def _transport_lines(r: Results) -> list[str]:
     es = r.engine_stream
     if es is None:
         why = r.why.get("D engine", r.why.get("engine", ""))
-        lines.append(f"D engine, one client, TCP float32: n/a   {why}")
+        lines.append(f"D engine, one client, data channel float32: n/a   {why}")
     else:
         lines.append(
-            f"D engine, one client, TCP float32, batch {es.batch_size}: {es.gbps:.2f} GB/s "
+            f"D engine, one client, data channel float32, batch {es.batch_size}: "
+            f"{es.gbps:.2f} GB/s "
             f"({es.client.rate:.0f} samples/s, engine CPU "
             f"{1e3 * es.engine_cpu_s / es.client.samples:.2f} ms/sample, client CPU "
             f"{es.client.cpu_ms:.2f} ms/sample)"
@@ -808,12 +821,18 @@ def _ratio_lines(r: Results) -> list[str]:
 
     for transport, name, target in (
         ("tcp", "B tcp", "<= 0.2x"),
+        ("data_channel", "B data_channel", "<= 0.2x"),
         ("shared_memory", "C shared_memory", "<= 0.1x"),
     ):
         letter = name[0]
         for dtype in DTYPES:
             c = r.client(transport, dtype)
-            why = r.why.get(f"{letter} {dtype}") or r.why.get("engine") or r.why.get("A") or ""
+            why = (
+                r.why.get(f"{letter} {transport} {dtype}")
+                or r.why.get("engine")
+                or r.why.get("A")
+                or ""
+            )
             value = None
             if c is not None and not c.measured:
                 why = f"NOT MEASURED ({c.note})"

@@ -25,7 +25,8 @@ import contextlib
 import logging
 import socket
 import threading
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 
 import grpc
 import numpy as np
@@ -55,13 +56,23 @@ class ChannelLink:
 
     transport = DATA_CHANNEL
 
-    def __init__(self, endpoint: str, slots: int, slot_bytes: int) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        slots: int,
+        slot_bytes: int,
+        on_cpu: Callable[[float], None] | None = None,
+    ) -> None:
         self.endpoint = endpoint
+        self._on_cpu = on_cpu  # told the reader thread's CPU seconds per frame
         self.slots = slots
         self.slot_bytes = -(-slot_bytes // 4096) * 4096
         self.broken: str | None = None
         self.token = b""
-        self._memory = np.empty(self.slots * self.slot_bytes, dtype=np.uint8)
+        # Touched once now: a first write into fresh pages costs a page fault
+        # and zeroing per 4 KiB, more than the receive itself.
+        self._memory = np.zeros(self.slots * self.slot_bytes, dtype=np.uint8)
+        self._memory.fill(0)
         self._cond = threading.Condition()
         self._ticket = 0
         self._assigned: dict[int, int] = {}  # slot -> ticket it was handed out with
@@ -78,10 +89,12 @@ class ChannelLink:
         slots: int,
         slot_bytes: int,
         timeout_s: float,
+        on_cpu: Callable[[float], None] | None = None,
     ) -> ChannelLink:
         """Open the lease and the connection; ``SharedMemoryError`` (kind
-        ``data_loss``) says why not (no data port, cannot connect, refused)."""
-        link = cls(endpoint, slots, slot_bytes)
+        ``data_loss``) says why not (no data port, cannot connect, refused).
+        ``on_cpu(seconds)`` is told what the reader thread spent per frame."""
+        link = cls(endpoint, slots, slot_bytes, on_cpu)
         try:
             link._connect(stub, timeout_s)
         except BaseException:
@@ -150,10 +163,13 @@ class ChannelLink:
 
     @staticmethod
     def _exactly(sock: socket.socket, into: memoryview) -> None:
-        """Fill ``into`` from ``sock``; ``OSError`` at end of stream."""
+        """Fill ``into`` from ``sock``; ``OSError`` at end of stream.
+        ``MSG_WAITALL``: one wake-up per frame, not one per segment that
+        arrived (a reader as fast as the sender would otherwise spin on
+        small reads)."""
         got = 0
         while got < into.nbytes:
-            n = sock.recv_into(into[got:], into.nbytes - got)
+            n = sock.recv_into(into[got:], into.nbytes - got, socket.MSG_WAITALL)
             if n == 0:
                 raise OSError("the engine closed the data channel")
             got += n
@@ -168,6 +184,7 @@ class ChannelLink:
         try:
             while True:
                 self._exactly(sock, header)
+                cpu = time.thread_time()
                 slot, _, ticket, size = FRAME_HEADER.unpack(header)
                 if slot >= self.slots or size > self.slot_bytes:
                     raise OSError(f"frame header out of bounds: slot {slot}, {size} bytes")
@@ -179,6 +196,8 @@ class ChannelLink:
                     with self._cond:
                         self._filled[slot] = (ticket, size)
                         self._cond.notify_all()
+                    if self._on_cpu is not None:
+                        self._on_cpu(time.thread_time() - cpu)
                 else:  # a late frame of a slot handed out again: drop it
                     while size:
                         n = min(size, _SCRATCH)

@@ -193,14 +193,17 @@ class Receiver:
 
     def _try(self, kind: str, endpoint: str, frame_bytes: int) -> Link | None:
         """Open one kind of link; None (and why, logged) when it cannot be."""
-        opener = SharedLink.open if kind == SHARED_MEMORY else ChannelLink.open
+        stub, timeout = self._fleet.stub(endpoint), self._cfg.connect_timeout_s
         try:
-            return opener(
+            if kind == SHARED_MEMORY:
+                return SharedLink.open(endpoint, stub, self.slots_per_link, frame_bytes, timeout)
+            return ChannelLink.open(
                 endpoint,
-                self._fleet.stub(endpoint),
+                stub,
                 self.slots_per_link,
                 frame_bytes,
-                self._cfg.connect_timeout_s,
+                timeout,
+                lambda cpu_s: self._stats.add_receive(DATA_CHANNEL, 0, 0, cpu_s),
             )
         except NotSameHostError as exc:
             with self._lock:
