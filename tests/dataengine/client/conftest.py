@@ -122,9 +122,12 @@ def events(client: EngineClient, kind: str) -> list[tuple[str, str]]:
 def reference(
     address: str, batches: int, spec: PipelineSpec = AUGMENTED, **options: Any
 ) -> list[str]:
-    """Digests of the first ``batches`` batches of 2, over TCP only."""
+    """Digests of the first ``batches`` batches of 2, inside the gRPC
+    messages only (no shared memory, no data channel)."""
     config = {"seed": SEED, "batch_size": 2, **options}
-    with EngineClient(address, pipeline=spec, shared_memory=False, **config) as client:
+    with EngineClient(
+        address, pipeline=spec, shared_memory=False, data_channel=False, **config
+    ) as client:
         stream = client.batches()
         return [batch_digest(next(stream)) for _ in range(batches)]
 
