@@ -229,7 +229,11 @@ class DataChannels:
         self._stopping.set()
         if self._listener is not None:
             with contextlib.suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)  # wakes accept(); close() does not
+            with contextlib.suppress(OSError):
                 self._listener.close()
+        if self._thread is not None:
+            self._thread.join()
         with self._lock:
             channels = list(self._channels.values())
         for channel in channels:
