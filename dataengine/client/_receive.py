@@ -120,9 +120,12 @@ class Receiver:
         self._off: dict[tuple[str, str], str] = {}
         self._retry_at: dict[str, float] = {}
         self._opening: set[str] = set()
-        # Slots per link: the batches in flight, one held by the consumer's
-        # assembly, and one more for hedges, failovers and cancelled calls.
-        self.slots_per_link = config.batch_size * (config.prefetch_batches + 2)
+        # Slots per link: this engine's share of the batches in flight, of
+        # one being assembled and of one more for hedges, failovers and
+        # cancelled calls, plus a batch of slack (shards are not spread
+        # evenly). A request that finds too few free slots goes inline.
+        share = -(-config.batch_size * (config.prefetch_batches + 2) // len(config.endpoints))
+        self.slots_per_link = share + config.batch_size
 
     # -- links -------------------------------------------------------------
 
