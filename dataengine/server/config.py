@@ -40,7 +40,14 @@ class ServerConfig:
         flag="--decode-cache",
     )
     fill_threads: int = setting(2, help="concurrent L1 shard fills")
-    metrics_port: int | None = setting(None, help="Prometheus text on this port (default: none)")
+    metrics_port: int | None = setting(
+        None,
+        help="Prometheus text on this port (default: none); HTTPS with the engine's "
+        "certificate when --tls-cert is given",
+    )
+    metrics_host: str | None = setting(
+        None, help="address the metrics port binds (default: --host)"
+    )
     stream_window: int = setting(
         0, help="samples of one stream in the decode pool at once (0 = 2 x workers)"
     )
@@ -64,6 +71,17 @@ class ServerConfig:
         None,
         help="vocabulary files requests may name, by file name (default: only the byte tokenizer)",
     )
+    tls_cert: Path | None = setting(
+        None,
+        help="PEM certificate chain the engine presents: gRPC, the data channel and the "
+        "metrics port use TLS (with --tls-key; both re-read on SIGHUP)",
+    )
+    tls_key: Path | None = setting(None, help="PEM private key of --tls-cert")
+    tls_client_ca: Path | None = setting(
+        None,
+        help="PEM CA bundle: clients must present a certificate it signed (mutual TLS; "
+        "needs --tls-cert)",
+    )
 
     def __post_init__(self) -> None:
         check(bool(self.datasets), "server.datasets", "at least one dataset directory is required")
@@ -84,6 +102,27 @@ class ServerConfig:
             f"{self.tokenizer_dir} is not a directory",
         )
         check_range(self.grace_seconds, "server.grace_seconds", 0, unit="seconds")
+        self._check_tls()
+
+    def _check_tls(self) -> None:
+        check(
+            (self.tls_cert is None) == (self.tls_key is None),
+            "server.tls_cert" if self.tls_cert is None else "server.tls_key",
+            "--tls-cert and --tls-key go together",
+        )
+        check(
+            self.tls_client_ca is None or self.tls_cert is not None,
+            "server.tls_client_ca",
+            "mutual TLS needs the engine's own certificate (--tls-cert, --tls-key)",
+        )
+        for name in ("tls_cert", "tls_key", "tls_client_ca"):
+            path = getattr(self, name)
+            check(path is None or Path(path).is_file(), f"server.{name}", f"{path} is not a file")
+
+    @property
+    def tls(self) -> bool:
+        """Whether the engine serves TLS (every port it opens)."""
+        return self.tls_cert is not None
 
     def _check_cache_dir(self) -> None:
         if self.disk_cache_bytes is not None:
