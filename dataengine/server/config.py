@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,17 @@ from dataengine.configs import check, check_int, check_range, setting
 from dataengine.errors import ConfigError
 
 __all__ = ["ServerConfig"]
+
+
+def _loopback(host: str) -> bool:
+    """Whether ``host`` is a loopback address (or ``localhost``)."""
+    name = host.strip("[]")
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve anywhere
 
 
 @dataclass(frozen=True)
@@ -82,6 +94,25 @@ class ServerConfig:
         help="PEM CA bundle: clients must present a certificate it signed (mutual TLS; "
         "needs --tls-cert)",
     )
+    auth_file: Path | None = setting(
+        None,
+        help="JSON of principals: name, token_sha256 (never the token) or cert_subject, "
+        "datasets, roles; every call but health and reflection needs one (re-read on SIGHUP)",
+    )
+    insecure: bool = setting(
+        False,
+        help="allow binding beyond loopback without TLS and --auth-file (logged, shown in "
+        "GetStats; never for patient data)",
+    )
+    max_ids_per_request: int = setting(4096, help="sample ids one StreamSamples call may list")
+    max_streams: int = setting(
+        0,
+        help="long-lived calls (streams, shared-memory and data-channel leases) open at once "
+        "(0 = max(64, 8 x workers))",
+    )
+    max_streams_per_principal: int = setting(
+        0, help="long-lived calls one principal may hold open with --auth-file (0 = 3/4 of max)"
+    )
 
     def __post_init__(self) -> None:
         check(bool(self.datasets), "server.datasets", "at least one dataset directory is required")
@@ -103,6 +134,10 @@ class ServerConfig:
         )
         check_range(self.grace_seconds, "server.grace_seconds", 0, unit="seconds")
         self._check_tls()
+        self._check_exposure()
+        check_int(self.max_ids_per_request, "server.max_ids_per_request", 1)
+        check_int(self.max_streams, "server.max_streams", 0, note="0 = derived")
+        check_int(self.max_streams_per_principal, "server.max_streams_per_principal", 0)
 
     def _check_tls(self) -> None:
         check(
@@ -118,6 +153,40 @@ class ServerConfig:
         for name in ("tls_cert", "tls_key", "tls_client_ca"):
             path = getattr(self, name)
             check(path is None or Path(path).is_file(), f"server.{name}", f"{path} is not a file")
+
+    def _check_exposure(self) -> None:
+        """Secure by default: beyond loopback, TLS and auth or --insecure."""
+        if self.auth_file is not None:
+            check(
+                Path(self.auth_file).is_file(),
+                "server.auth_file",
+                f"{self.auth_file} is not a file",
+            )
+        if self.insecure or _loopback(self.host) or (self.tls and self.auth_file is not None):
+            return
+        missing = " and ".join(
+            m
+            for m, off in (
+                ("TLS (--tls-cert, --tls-key)", not self.tls),
+                ("--auth-file", self.auth_file is None),
+            )
+            if off
+        )
+        raise ConfigError(
+            "server.host",
+            f"{self.host!r} is reachable beyond this machine and the engine has no {missing}: "
+            "give them, bind 127.0.0.1, or pass --insecure (never for patient data)",
+        )
+
+    @property
+    def stream_limit(self) -> int:
+        """Long-lived calls open at once (``max_streams``, derived when 0)."""
+        return self.max_streams or max(64, 8 * self.worker_count)
+
+    @property
+    def principal_stream_limit(self) -> int:
+        """Long-lived calls one principal may hold open."""
+        return self.max_streams_per_principal or max(1, 3 * self.stream_limit // 4)
 
     @property
     def tls(self) -> bool:

@@ -163,6 +163,8 @@ def test_every_serve_flag_sets_its_field(tmp_path: Path) -> None:
         *("--cache-dir", str(tmp_path), "--disk-cache", "2G", "--decode-cache", "1G"),
         *("--fill-threads", "4", "--metrics-port", "9100", "--stream-window", "8"),
         *("--decode-ahead", "0", "--grace", "2.5", "--tokenizer-dir", str(tmp_path)),
+        *("--insecure", "--max-ids-per-request", "100", "--max-streams", "9"),
+        *("--max-streams-per-principal", "3"),
     )
     assert got == ServerConfig(
         datasets=(Path("ds"),),
@@ -179,6 +181,10 @@ def test_every_serve_flag_sets_its_field(tmp_path: Path) -> None:
         decode_ahead=0,
         grace_seconds=2.5,
         tokenizer_dir=tmp_path,
+        insecure=True,
+        max_ids_per_request=100,
+        max_streams=9,
+        max_streams_per_principal=3,
     )
     assert _serve("--cache-dir", "").cache_dir is None
 
