@@ -8,7 +8,7 @@ field, instead of once per sample inside the workers.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from dataengine.errors import ConfigError, NotFoundError
@@ -63,12 +63,28 @@ def resolve_pipeline(msg: pb.PipelineSpec, tokenizer_dir: Path | None) -> Pipeli
     return dataclasses.replace(spec, tokenizer=str(path))
 
 
-def validate_sample_ids(ids: Iterable[int], manifest: Manifest) -> None:
-    """Every id must exist; ``ConfigError`` names the first bad index."""
+def validate_sample_ids(ids: Sequence[int], manifest: Manifest, max_ids: int | None = None) -> None:
+    """At most ``max_ids`` ids (None: no bound), each existing and listed
+    once; ``ConfigError`` names the field or the first bad index. Checked
+    before anything is claimed, so a hostile request costs the engine only
+    its parse."""
+    if max_ids is not None and len(ids) > max_ids:
+        raise ConfigError(
+            "sample_ids",
+            f"lists {len(ids)} ids; this engine takes at most {max_ids} per request "
+            "(--max-ids-per-request): split the request",
+        )
     n = manifest.num_samples
+    seen: set[int] = set()
     for i, sid in enumerate(ids):
         if sid >= n:
             raise ConfigError(
                 f"sample_ids[{i}]",
                 f"{sid} is out of range; dataset {manifest.name!r} has sample ids 0..{n - 1}",
             )
+        if sid in seen:
+            raise ConfigError(
+                f"sample_ids[{i}]",
+                f"{sid} is listed twice in one request (each id at most once)",
+            )
+        seen.add(sid)

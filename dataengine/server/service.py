@@ -252,7 +252,8 @@ class DataEngineServicer:
     """The three RPCs over one engine's datasets, pool, tiers and stats.
     ``window`` is how many samples of one stream may be in the pool at once;
     ``ahead`` how many more of its requested samples may be decoded ahead
-    into L0 meanwhile (0: none)."""
+    into L0 meanwhile (0: none); ``max_ids`` how many ids one request may
+    list (None: no bound)."""
 
     def __init__(
         self,
@@ -265,8 +266,10 @@ class DataEngineServicer:
         tokenizer_dir: Path | None = None,
         segments: SharedSegments | None = None,
         channels: DataChannels | None = None,
+        max_ids: int | None = None,
     ) -> None:
         self._manifests = manifests
+        self._max_ids = max_ids
         self._segments = segments
         self._channels = channels
         self._tokenizer_dir = tokenizer_dir
@@ -309,7 +312,7 @@ class DataEngineServicer:
         try:
             manifest = resolve_dataset(request.dataset, self._manifests)
             spec = resolve_pipeline(request.pipeline, self._tokenizer_dir)
-            validate_sample_ids(request.sample_ids, manifest)
+            validate_sample_ids(request.sample_ids, manifest, self._max_ids)
             target = self._target(request)
         except DataEngineError as exc:
             self._fail(context, exc)

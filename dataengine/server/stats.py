@@ -75,6 +75,7 @@ class StatsRecorder:
         self._transports = collections.Counter(dict.fromkeys(TRANSPORTS, 0))
         self.shared_segments: Callable[[], int] = lambda: 0
         self.data_channels: Callable[[], int] = lambda: 0
+        self.insecure = False  # started with --insecure
         self.gauges: dict[str, Callable[[], int]] = {}
         self.tiers: Callable[[], Mapping[str, CacheCounters]] = dict
 
@@ -154,6 +155,7 @@ class StatsRecorder:
             )
         msg.shared_segments = self.shared_segments()
         msg.data_channels = self.data_channels()
+        msg.insecure = self.insecure
         for name, gauge in self.gauges.items():
             msg.queue_depths[name] = gauge()
         for tier, c in self.tiers().items():

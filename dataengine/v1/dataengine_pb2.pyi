@@ -223,7 +223,7 @@ class CacheStats(_message.Message):
     def __init__(self, tier: _Optional[str] = ..., hits: _Optional[int] = ..., misses: _Optional[int] = ..., bytes_held: _Optional[int] = ..., budget_bytes: _Optional[int] = ..., entries: _Optional[int] = ..., evictions: _Optional[int] = ..., bytes_read: _Optional[int] = ..., fills: _Optional[int] = ..., fill_seconds_total: _Optional[float] = ..., fill_mean_ms: _Optional[float] = ..., prefetch_fills: _Optional[int] = ..., prefetch_lead_mean_ms: _Optional[float] = ..., waits: _Optional[int] = ..., wait_seconds_total: _Optional[float] = ...) -> None: ...
 
 class EngineStats(_message.Message):
-    __slots__ = ("engine_id", "version", "uptime_seconds", "samples_served", "bytes_served", "samples_per_second", "stages", "queue_depths", "caches", "errors", "workers", "bottleneck_stage", "streams_total", "datasets", "sources", "transports", "shared_segments", "data_channels")
+    __slots__ = ("engine_id", "version", "uptime_seconds", "samples_served", "bytes_served", "samples_per_second", "stages", "queue_depths", "caches", "errors", "workers", "bottleneck_stage", "streams_total", "datasets", "sources", "transports", "shared_segments", "data_channels", "insecure")
     class QueueDepthsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -263,6 +263,7 @@ class EngineStats(_message.Message):
     TRANSPORTS_FIELD_NUMBER: _ClassVar[int]
     SHARED_SEGMENTS_FIELD_NUMBER: _ClassVar[int]
     DATA_CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    INSECURE_FIELD_NUMBER: _ClassVar[int]
     engine_id: str
     version: str
     uptime_seconds: float
@@ -281,7 +282,8 @@ class EngineStats(_message.Message):
     transports: _containers.ScalarMap[str, int]
     shared_segments: int
     data_channels: int
-    def __init__(self, engine_id: _Optional[str] = ..., version: _Optional[str] = ..., uptime_seconds: _Optional[float] = ..., samples_served: _Optional[int] = ..., bytes_served: _Optional[int] = ..., samples_per_second: _Optional[float] = ..., stages: _Optional[_Iterable[_Union[StageStats, _Mapping]]] = ..., queue_depths: _Optional[_Mapping[str, int]] = ..., caches: _Optional[_Iterable[_Union[CacheStats, _Mapping]]] = ..., errors: _Optional[_Mapping[str, int]] = ..., workers: _Optional[int] = ..., bottleneck_stage: _Optional[str] = ..., streams_total: _Optional[int] = ..., datasets: _Optional[_Iterable[str]] = ..., sources: _Optional[_Iterable[_Union[SourceStats, _Mapping]]] = ..., transports: _Optional[_Mapping[str, int]] = ..., shared_segments: _Optional[int] = ..., data_channels: _Optional[int] = ...) -> None: ...
+    insecure: bool
+    def __init__(self, engine_id: _Optional[str] = ..., version: _Optional[str] = ..., uptime_seconds: _Optional[float] = ..., samples_served: _Optional[int] = ..., bytes_served: _Optional[int] = ..., samples_per_second: _Optional[float] = ..., stages: _Optional[_Iterable[_Union[StageStats, _Mapping]]] = ..., queue_depths: _Optional[_Mapping[str, int]] = ..., caches: _Optional[_Iterable[_Union[CacheStats, _Mapping]]] = ..., errors: _Optional[_Mapping[str, int]] = ..., workers: _Optional[int] = ..., bottleneck_stage: _Optional[str] = ..., streams_total: _Optional[int] = ..., datasets: _Optional[_Iterable[str]] = ..., sources: _Optional[_Iterable[_Union[SourceStats, _Mapping]]] = ..., transports: _Optional[_Mapping[str, int]] = ..., shared_segments: _Optional[int] = ..., data_channels: _Optional[int] = ..., insecure: _Optional[bool] = ...) -> None: ...
 
 class SourceStats(_message.Message):
     __slots__ = ("dataset", "prepared", "decode_cache", "decoded", "ram")
