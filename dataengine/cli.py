@@ -151,6 +151,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
+    signal.signal(signal.SIGHUP, _on_signal)  # reload (EngineServer.reload), not a stop
     # `kill -USR1 PID` prints every thread's stack to stderr: for a hung engine.
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     engine.start()
@@ -159,9 +160,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     sys.stdout.flush()
     # Wake up now and then: a signal that lands on one of gRPC's threads only
     # runs its Python handler once the main thread runs bytecode again.
-    while not received:
-        time.sleep(0.2)
-    _LOG.info("signal %d: draining", received[0])
+    while True:
+        while not received:
+            time.sleep(0.2)
+        signum = received.pop(0)
+        if signum != signal.SIGHUP:
+            break
+        _LOG.info("signal %d: reloading", signum)
+        engine.reload()
+    _LOG.info("signal %d: draining", signum)
     engine.stop()
     print("dataengine: stopped")
     return 0
@@ -231,8 +238,18 @@ def _format_stats(s: pb.EngineStats) -> str:
     return "\n".join(lines)
 
 
+def _engine_channel(args: argparse.Namespace, endpoint: str) -> grpc.Channel:
+    """A channel to ``endpoint`` with the client flags' TLS (plaintext without
+    ``--tls-ca``)."""
+    from dataengine.configs import flag_values
+    from dataengine.security.client import ClientSecurity
+
+    tls = ClientSecurity(**flag_values(ClientSecurity, args)).client_tls()
+    return grpc.insecure_channel(endpoint) if tls is None else tls.channel(endpoint, [])
+
+
 def _cmd_stats(args: argparse.Namespace) -> int:
-    with grpc.insecure_channel(args.endpoint) as channel:
+    with _engine_channel(args, args.endpoint) as channel:
         stats = pb_grpc.DataEngineStub(channel).GetStats(pb.GetStatsRequest(), timeout=args.timeout)
     if args.json:
         body = json_format.MessageToDict(
@@ -250,7 +267,9 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 def _cmd_digest(args: argparse.Namespace) -> int:
     from dataengine.client import EngineClient
     from dataengine.client.digest import digest_lines
+    from dataengine.configs import flag_values
     from dataengine.pipeline.spec import Augmentations, PipelineSpec
+    from dataengine.security.client import ClientSecurity
 
     pipeline = PipelineSpec.from_json_file(args.pipeline) if args.pipeline else PipelineSpec()
     if args.augment:
@@ -263,6 +282,7 @@ def _cmd_digest(args: argparse.Namespace) -> int:
         rank=args.rank,
         world_size=args.world_size,
         batch_size=args.batch_size,
+        **flag_values(ClientSecurity, args),
     ) as client:
         for line in digest_lines(client, args.epoch, args.start, args.limit):
             print(line, flush=True)
@@ -376,6 +396,15 @@ def _serve_flags(p: argparse.ArgumentParser) -> None:
     add_flags(p, ServerConfig)
 
 
+def _client_flags(p: argparse.ArgumentParser) -> None:
+    """How ``stats`` and ``digest`` reach engines: ``ClientSecurity``'s
+    settings (``--tls-ca``, ``--tls-cert``, ``--tls-key``, ...)."""
+    from dataengine.configs import add_flags
+    from dataengine.security.client import ClientSecurity
+
+    add_flags(p, ClientSecurity)
+
+
 # -- main --------------------------------------------------------------------
 
 
@@ -415,6 +444,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("endpoint", metavar="HOST:PORT")
     p.add_argument("--json", action="store_true", help="JSON (the GetStats message)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds")
+    p.populate = _client_flags
     p.set_defaults(func=_cmd_stats)
 
     p = sub.add_parser(
@@ -437,6 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="JOB.json",
         help="the job's PipelineSpec as JSON (field names, augment nested)",
     )
+    p.populate = _client_flags
     p.set_defaults(func=_cmd_digest)
 
     p = sub.add_parser(

@@ -52,6 +52,7 @@ from deepspeed.accelerator import get_accelerator
 from dataengine.client import EngineClient, parse_endpoints
 from dataengine.configs import add_flags, flag_values
 from dataengine.errors import ConfigError, DataEngineError
+from dataengine.security.client import ClientSecurity
 from trainer.config import PRESETS, RunConfig, TrainConfig, load_config
 from trainer.distributed import DistInfo, all_reduce_mean, init_distributed
 from trainer.model import MODEL_INPUTS, MultimodalModel
@@ -66,11 +67,14 @@ _LOG = logging.getLogger(__name__)
 class RunArgs:
     """Where the data comes from and where results go (not part of the
     checkpointed config): engine endpoints, an optional JSON-lines metrics
-    file, and whether to resume from ``train.checkpoint_dir``."""
+    file, and whether to resume from ``train.checkpoint_dir``; ``client``:
+    ``EngineClient`` keyword arguments from the ``ClientSecurity`` flags
+    (``--tls-ca``, ``--tls-cert``, ``--tls-key``, ...)."""
 
     engines: tuple[str, ...]
     log_file: Path | None = None
     resume: bool = False
+    client: Mapping[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -275,6 +279,7 @@ def train(cfg: RunConfig, args: RunArgs) -> TrainResult:
         world_size=dist.world_size,
         batch_size=tc.micro_batch_size,
         drop_last=dist.world_size > 1,  # equal micro-batches on every rank
+        **args.client,
     )
     with contextlib.ExitStack() as stack:
         stack.enter_context(client)
@@ -386,6 +391,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--size", choices=sorted(PRESETS), help="model preset (default: tiny)")
     # One flag per TrainConfig setting; given flags win over --config's train section.
     add_flags(p, TrainConfig)
+    # How to reach the engines: one flag per ClientSecurity setting (TLS files ...).
+    add_flags(p, ClientSecurity)
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
     p.add_argument("--log-file", type=Path, help="JSON lines, one per optimizer step (rank 0)")
     p.add_argument(
@@ -431,7 +438,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"{args.write_pipeline}"
             )
             return 0
-        run = RunArgs(parse_endpoints(args.engines), args.log_file, args.resume)
+        run = RunArgs(
+            parse_endpoints(args.engines),
+            args.log_file,
+            args.resume,
+            flag_values(ClientSecurity, args),
+        )
         result = train(cfg, run)
     except DataEngineError as exc:
         print(f"trainer: error: {exc}", file=sys.stderr)

@@ -17,6 +17,9 @@ slot that was handed out again. A frame header that does not fit (a slot
 out of range, a size over the slot) breaks the link; so does the socket
 closing, or the lease ending. The fetcher then goes back to plain gRPC for
 that engine.
+
+With TLS (``ClientTLS``) the connection is a TLS one, verified against the
+same CA as the gRPC channel and with the same client certificate.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -33,6 +37,7 @@ import numpy as np
 
 from dataengine.client._collate import Frame
 from dataengine.frame import FrameError, read_sample
+from dataengine.security.tls import ClientTLS
 from dataengine.shm import SharedMemoryError
 from dataengine.transport import CHANNEL_MAGIC, DATA_CHANNEL, FRAME_HEADER
 from dataengine.v1 import dataengine_pb2 as pb
@@ -90,19 +95,23 @@ class ChannelLink:
         slot_bytes: int,
         timeout_s: float,
         on_cpu: Callable[[float], None] | None = None,
+        tls: ClientTLS | None = None,
     ) -> ChannelLink:
         """Open the lease and the connection; ``SharedMemoryError`` (kind
         ``data_loss``) says why not (no data port, cannot connect, refused).
-        ``on_cpu(seconds)`` is told what the reader thread spent per frame."""
+        ``on_cpu(seconds)`` is told what the reader thread spent per frame.
+        ``tls``: the connection is TLS, verified as the gRPC channel is."""
         link = cls(endpoint, slots, slot_bytes, on_cpu)
         try:
-            link._connect(stub, timeout_s)
+            link._connect(stub, timeout_s, tls)
         except BaseException:
             link.close("the channel could not be opened")
             raise
         return link
 
-    def _connect(self, stub: pb_grpc.DataEngineStub, timeout_s: float) -> None:
+    def _connect(
+        self, stub: pb_grpc.DataEngineStub, timeout_s: float, tls: ClientTLS | None
+    ) -> None:
         call = stub.OpenDataChannel(pb.DataChannelRequest())
         self._call = call
         got: list[pb.DataChannelReply] = []
@@ -142,6 +151,8 @@ class ChannelLink:
         self._sock = sock
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, _RECEIVE_BUFFER)
+            if tls is not None:  # the handshake, within the connect timeout
+                sock = self._sock = tls.wrap(sock, _host(self.endpoint))
             sock.sendall(CHANNEL_MAGIC + self.token)
             ack = bytearray(len(CHANNEL_MAGIC))
             self._exactly(sock, memoryview(ack))
@@ -166,10 +177,12 @@ class ChannelLink:
         """Fill ``into`` from ``sock``; ``OSError`` at end of stream.
         ``MSG_WAITALL``: one wake-up per frame, not one per segment that
         arrived (a reader as fast as the sender would otherwise spin on
-        small reads)."""
+        small reads). A TLS socket takes no flags (it returns a record at
+        a time)."""
+        flags = 0 if isinstance(sock, ssl.SSLSocket) else socket.MSG_WAITALL
         got = 0
         while got < into.nbytes:
-            n = sock.recv_into(into[got:], into.nbytes - got, socket.MSG_WAITALL)
+            n = sock.recv_into(into[got:], into.nbytes - got, flags)
             if n == 0:
                 raise OSError("the engine closed the data channel")
             got += n

@@ -21,6 +21,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from dataengine.client.stats import ClientStats
 from dataengine.order import ranked_owners
+from dataengine.security.tls import ClientTLS
 from dataengine.v1 import dataengine_pb2 as pb
 from dataengine.v1 import dataengine_pb2_grpc as pb_grpc
 
@@ -48,9 +49,12 @@ class _Engine:
     returning each ``Sample`` as the bytes that arrived (no parse: the
     client reads them in place, ``dataengine/frame.py``)."""
 
-    def __init__(self, endpoint: str) -> None:
+    def __init__(self, endpoint: str, tls: ClientTLS | None) -> None:
         self.endpoint = endpoint
-        self.channel = grpc.insecure_channel(endpoint, options=CHANNEL_OPTIONS)
+        if tls is None:
+            self.channel = grpc.insecure_channel(endpoint, options=CHANNEL_OPTIONS)
+        else:
+            self.channel = tls.channel(endpoint, CHANNEL_OPTIONS)
         self.stub = pb_grpc.DataEngineStub(self.channel)
         self.health = health_pb2_grpc.HealthStub(self.channel)
         self.frames = self.channel.unary_stream(
@@ -62,17 +66,21 @@ class _Engine:
 
 class Fleet:
     """Known endpoints (in the order they were given or added), liveness,
-    and the rendezvous ranking of a shard over the live ones. Thread-safe."""
+    and the rendezvous ranking of a shard over the live ones. Thread-safe.
+    ``tls``: every channel (and data channel) uses it; None: plaintext."""
 
-    def __init__(self, endpoints: Iterable[str], stats: ClientStats) -> None:
+    def __init__(
+        self, endpoints: Iterable[str], stats: ClientStats, tls: ClientTLS | None = None
+    ) -> None:
         self._stats = stats
+        self.tls = tls
         self._lock = threading.Lock()
         self._engines: dict[str, _Engine] = {}
         self._live: set[str] = set()
         self._retired: dict[str, _Engine] = {}  # removed; channels close with the client
         self._ranked: dict[int, list[str]] = {}  # shard -> live endpoints by weight
         for endpoint in endpoints:
-            self._engines[endpoint] = _Engine(endpoint)
+            self._engines[endpoint] = _Engine(endpoint, tls)
             self._live.add(endpoint)
 
     # -- membership --------------------------------------------------------
@@ -110,7 +118,9 @@ class Fleet:
             if endpoint in self._engines:
                 return False
             retired = self._retired.pop(endpoint, None)
-            self._engines[endpoint] = retired if retired is not None else _Engine(endpoint)
+            self._engines[endpoint] = (
+                retired if retired is not None else _Engine(endpoint, self.tls)
+            )
             return True
 
     def remove(self, endpoint: str) -> bool:

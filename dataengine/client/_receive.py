@@ -207,6 +207,7 @@ class Receiver:
                 frame_bytes,
                 timeout,
                 lambda cpu_s: self._stats.add_receive(DATA_CHANNEL, 0, 0, cpu_s),
+                self._fleet.tls,
             )
         except NotSameHostError as exc:
             with self._lock:

@@ -9,6 +9,7 @@ from typing import Any
 from dataengine.configs import check_int, check_range
 from dataengine.errors import ConfigError
 from dataengine.pipeline.spec import PipelineSpec
+from dataengine.security.client import ClientSecurity
 
 __all__ = ["ClientConfig", "parse_endpoints"]
 
@@ -33,7 +34,7 @@ def _cuda_available() -> bool:
 
 
 @dataclass(frozen=True)
-class ClientConfig:
+class ClientConfig(ClientSecurity):
     """``batch_size`` is samples per micro-batch on this rank;
     ``prefetch_batches`` how many micro-batches are requested ahead (the
     credit window); timeouts are seconds: ``unavailable_timeout_s`` is how
@@ -58,7 +59,11 @@ class ClientConfig:
     /dev/shm instead of TCP (automatic when it can open this client's
     segment; False: never); ``data_channel`` takes sample bytes from other
     engines on a plain TCP connection beside gRPC, which costs this host a
-    fraction of gRPC's CPU per byte (False: inside the gRPC messages)."""
+    fraction of gRPC's CPU per byte (False: inside the gRPC messages).
+
+    Security: the keyword-only fields of ``ClientSecurity`` (``tls_ca``,
+    ``tls_cert``, ``tls_key``), one flag each in the trainer and in
+    ``dataengine digest`` and ``stats``."""
 
     endpoints: tuple[str, ...]
     dataset: str | None = None
@@ -102,6 +107,7 @@ class ClientConfig:
             )
         if self.hedge_after_s is not None:
             check_range(self.hedge_after_s, "client.hedge_after_s", 0, unit="seconds (0: off)")
+        super().__post_init__()
 
     @property
     def probe_timeout_s(self) -> float:

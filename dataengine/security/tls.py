@@ -24,7 +24,9 @@ import logging
 import socket
 import ssl
 import threading
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import grpc
 
@@ -180,7 +182,7 @@ class ClientTLS:
     def channel_credentials(self) -> grpc.ChannelCredentials:
         return grpc.ssl_channel_credentials(self.ca, self.key, self.cert)
 
-    def channel(self, endpoint: str, options: list[tuple[str, object]]) -> grpc.Channel:
+    def channel(self, endpoint: str, options: Sequence[tuple[str, Any]]) -> grpc.Channel:
         """A gRPC channel to ``endpoint`` that verifies the engine."""
         return grpc.secure_channel(endpoint, self.channel_credentials(), options=options)
 

@@ -11,18 +11,19 @@ import uuid
 from collections.abc import Callable
 from concurrent import futures
 from pathlib import Path
-from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry
 
 from dataengine.errors import ConfigError
 from dataengine.prepared import find_views, source_fingerprint
+from dataengine.security.tls import ServerTLS
 from dataengine.server.channel import DataChannels
 from dataengine.server.config import ServerConfig
 from dataengine.server.drain import DrainGate
+from dataengine.server.metrics import MetricsServer
 from dataengine.server.pool import WorkerPool
 from dataengine.server.service import DataEngineServicer
 from dataengine.server.shm import SharedSegments
@@ -161,13 +162,16 @@ class EngineServer:
         self.stats.tiers = self.tiers.counters
         self.pool = WorkerPool(config.worker_count)
         self.segments = SharedSegments(self.engine_id, enabled=config.shared_memory)
-        self.channels = DataChannels(config.host, config.data_port)
+        self.tls: ServerTLS | None = None
+        if config.tls_cert is not None and config.tls_key is not None:
+            self.tls = ServerTLS(config.tls_cert, config.tls_key, config.tls_client_ca)
+        self.channels = DataChannels(config.host, config.data_port, self.tls)
         self.stats.shared_segments = lambda: self.segments.count
         self.stats.data_channels = lambda: self.channels.count
         self.health = health.HealthServicer()
         self._drain = DrainGate(f"/{SERVICE_NAME}/StreamSamples")
         self._server: grpc.Server | None = None
-        self._metrics: Any = None
+        self._metrics: MetricsServer | None = None
         self.port = 0
         self.metrics_port: int | None = None
 
@@ -227,17 +231,23 @@ class EngineServer:
         self._server = server
         address = f"{self.config.host}:{self.config.port}"
         try:
-            self.port = server.add_insecure_port(address)
+            if self.tls is not None:
+                self.port = server.add_secure_port(address, self.tls.grpc_credentials())
+            else:
+                self.port = server.add_insecure_port(address)
         except RuntimeError as exc:
             raise ConfigError("server.port", f"cannot bind {address} (in use?): {exc}") from None
         server.start()
         if self.config.metrics_port is not None:
             registry = CollectorRegistry()
             registry.register(PrometheusCollector(self.stats))
-            self._metrics, _ = start_http_server(
-                self.config.metrics_port, addr=self.config.host, registry=registry
-            )
-            self.metrics_port = self._metrics.server_port
+            self._metrics = MetricsServer(
+                self.config.metrics_host or self.config.host,
+                self.config.metrics_port,
+                registry,
+                self.tls,
+            ).start()
+            self.metrics_port = self._metrics.port
         for service in ("", SERVICE_NAME):
             self.health.set(service, health_pb2.HealthCheckResponse.SERVING)
         _LOG.info(
@@ -252,6 +262,13 @@ class EngineServer:
             f"{self.decoded.root} ({self.decoded.budget_bytes} bytes)" if self.decoded else "off",
         )
         return self
+
+    def reload(self) -> None:
+        """SIGHUP: re-read the TLS certificate files. New connections (gRPC,
+        data channel, metrics) get them; open ones keep theirs, so streams
+        in flight go on. Files that do not load leave the old ones (logged)."""
+        if self.tls is not None:
+            self.tls.reload()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the server stops (True) or ``timeout`` seconds pass."""
@@ -272,8 +289,7 @@ class EngineServer:
             self._server.stop(max(0.0, deadline - time.monotonic())).wait()
             self._server = None
         if self._metrics is not None:
-            self._metrics.shutdown()
-            self._metrics.server_close()
+            self._metrics.stop()
             self._metrics = None
         self.pool.stop()
         if self.disk is not None:

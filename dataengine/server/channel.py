@@ -12,6 +12,11 @@ echoes the magic. From then on a request that names the channel
 ``Sample``),
 and the gRPC stream carries only its ``SharedRef``. Errors stay inline.
 
+When the engine serves TLS the data port does too: the hello follows a
+TLS handshake with the engine's current certificate (and, with a client
+CA, the client's certificate checked), so the bytes are as protected as on
+the gRPC port.
+
 The socket is one-way after the hello and the engine writes each frame
 whole under the channel's lock, so frames of concurrent streams never
 interleave. A send that fails or times out breaks the channel: the sample
@@ -34,6 +39,7 @@ from dataclasses import dataclass
 import grpc
 
 from dataengine.errors import ConfigError
+from dataengine.security.tls import ServerTLS
 from dataengine.transport import CHANNEL_MAGIC, FRAME_HEADER, TOKEN_BYTES
 from dataengine.v1 import dataengine_pb2 as pb
 
@@ -115,8 +121,9 @@ class ChannelTarget:
 class DataChannels:
     """The data port, the channels by token, and ``OpenDataChannel``."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, tls: ServerTLS | None = None) -> None:
         self._host = host
+        self._tls = tls
         self._want_port = port
         self.port = 0
         self._listener: socket.socket | None = None
@@ -162,6 +169,8 @@ class DataChannels:
         """Read ``magic + token``; attach the socket to its channel or close it."""
         try:
             sock.settimeout(_HELLO_TIMEOUT_S)
+            if self._tls is not None:  # the handshake, within the hello's timeout
+                sock = self._tls.context().wrap_socket(sock, server_side=True)
             hello = b""
             while len(hello) < len(CHANNEL_MAGIC) + TOKEN_BYTES:
                 chunk = sock.recv(len(CHANNEL_MAGIC) + TOKEN_BYTES - len(hello))
