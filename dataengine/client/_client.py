@@ -93,7 +93,9 @@ class EngineClient:
     def __init__(self, endpoints: Sequence[str] | str, **kwargs: Any) -> None:
         self.config = ClientConfig.create(endpoints, **kwargs)
         self.stats = ClientStats()
-        self._fleet = Fleet(self.config.endpoints, self.stats, self.config.client_tls())
+        self._fleet = Fleet(
+            self.config.endpoints, self.stats, self.config.client_tls(), self.config.token()
+        )
         try:
             self.dataset = self._describe()
             self._fleet.probe(self.config.probe_timeout_s)

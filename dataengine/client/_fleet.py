@@ -22,6 +22,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from dataengine.client.stats import ClientStats
 from dataengine.order import ranked_owners
 from dataengine.security.tls import ClientTLS
+from dataengine.security.token import with_token
 from dataengine.v1 import dataengine_pb2 as pb
 from dataengine.v1 import dataengine_pb2_grpc as pb_grpc
 
@@ -49,12 +50,13 @@ class _Engine:
     returning each ``Sample`` as the bytes that arrived (no parse: the
     client reads them in place, ``dataengine/frame.py``)."""
 
-    def __init__(self, endpoint: str, tls: ClientTLS | None) -> None:
+    def __init__(self, endpoint: str, tls: ClientTLS | None, token: str | None = None) -> None:
         self.endpoint = endpoint
         if tls is None:
-            self.channel = grpc.insecure_channel(endpoint, options=CHANNEL_OPTIONS)
+            channel = grpc.insecure_channel(endpoint, options=CHANNEL_OPTIONS)
         else:
-            self.channel = tls.channel(endpoint, CHANNEL_OPTIONS)
+            channel = tls.channel(endpoint, CHANNEL_OPTIONS)
+        self.channel = with_token(channel, token)  # every call carries the bearer token
         self.stub = pb_grpc.DataEngineStub(self.channel)
         self.health = health_pb2_grpc.HealthStub(self.channel)
         self.frames = self.channel.unary_stream(
@@ -67,20 +69,26 @@ class _Engine:
 class Fleet:
     """Known endpoints (in the order they were given or added), liveness,
     and the rendezvous ranking of a shard over the live ones. Thread-safe.
-    ``tls``: every channel (and data channel) uses it; None: plaintext."""
+    ``tls``: every channel (and data channel) uses it; None: plaintext.
+    ``token``: the bearer token every call carries (None: none)."""
 
     def __init__(
-        self, endpoints: Iterable[str], stats: ClientStats, tls: ClientTLS | None = None
+        self,
+        endpoints: Iterable[str],
+        stats: ClientStats,
+        tls: ClientTLS | None = None,
+        token: str | None = None,
     ) -> None:
         self._stats = stats
         self.tls = tls
+        self._token = token
         self._lock = threading.Lock()
         self._engines: dict[str, _Engine] = {}
         self._live: set[str] = set()
         self._retired: dict[str, _Engine] = {}  # removed; channels close with the client
         self._ranked: dict[int, list[str]] = {}  # shard -> live endpoints by weight
         for endpoint in endpoints:
-            self._engines[endpoint] = _Engine(endpoint, tls)
+            self._engines[endpoint] = _Engine(endpoint, tls, token)
             self._live.add(endpoint)
 
     # -- membership --------------------------------------------------------
@@ -119,7 +127,7 @@ class Fleet:
                 return False
             retired = self._retired.pop(endpoint, None)
             self._engines[endpoint] = (
-                retired if retired is not None else _Engine(endpoint, self.tls)
+                retired if retired is not None else _Engine(endpoint, self.tls, self._token)
             )
             return True
 

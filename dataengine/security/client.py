@@ -14,6 +14,7 @@ from pathlib import Path
 
 from dataengine.configs import check, setting
 from dataengine.security.tls import ClientTLS
+from dataengine.security.token import read_token
 
 __all__ = ["ClientSecurity"]
 
@@ -23,7 +24,8 @@ class ClientSecurity:
     """``tls_ca`` turns TLS on (gRPC and the data channel): the engines'
     certificates must verify against it and name the endpoint's host (DNS
     name or IP address in subjectAltName); ``tls_cert`` and ``tls_key`` add
-    a client certificate (mutual TLS). Errors name ``client.FIELD``."""
+    a client certificate (mutual TLS); ``token_file`` holds the bearer token
+    sent on every call (``security/token.py``). Errors name ``client.FIELD``."""
 
     tls_ca: Path | None = setting(
         None,
@@ -34,6 +36,11 @@ class ClientSecurity:
         None, help="PEM client certificate, for engines that require one (with --tls-key)"
     )
     tls_key: Path | None = setting(None, help="PEM private key of --tls-cert")
+    token_file: Path | None = setting(
+        None,
+        help="file holding the bearer token sent on every call to engines started with "
+        "--auth-file (the token never goes on a command line)",
+    )
 
     def __post_init__(self) -> None:
         check(
@@ -46,9 +53,13 @@ class ClientSecurity:
             "client.tls_ca",
             "a client certificate needs the CA of the engines' certificates (tls_ca)",
         )
-        for name in ("tls_ca", "tls_cert", "tls_key"):
+        for name in ("tls_ca", "tls_cert", "tls_key", "token_file"):
             path = getattr(self, name)
             check(path is None or Path(path).is_file(), f"client.{name}", f"{path} is not a file")
+
+    def token(self) -> str | None:
+        """The bearer token in ``token_file`` (None: no token)."""
+        return None if self.token_file is None else read_token(self.token_file)
 
     def client_tls(self) -> ClientTLS | None:
         """The files loaded (``ConfigError`` if they do not), or None: plaintext."""

@@ -17,12 +17,14 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from prometheus_client import CollectorRegistry
 
+from dataengine.audit import AuditLog
 from dataengine.errors import ConfigError
 from dataengine.prepared import find_views, source_fingerprint
 from dataengine.security.tls import ServerTLS
 from dataengine.server.channel import DataChannels
 from dataengine.server.config import ServerConfig
 from dataengine.server.drain import DrainGate
+from dataengine.server.gate import AccessGate
 from dataengine.server.metrics import MetricsServer
 from dataengine.server.pool import WorkerPool
 from dataengine.server.service import DataEngineServicer
@@ -56,6 +58,15 @@ def _rpc_threads(workers: int) -> int:
     """gRPC threads: each open stream holds one for its lifetime, so leave
     plenty for many trainer ranks plus health checks and GetStats."""
     return max(64, 8 * workers)
+
+
+def _server_options(max_ids: int) -> list[tuple[str, int]]:
+    """The engine's gRPC options: requests are small (ids, a pipeline, slot
+    numbers), so gRPC refuses one larger than the id cap allows before any
+    of it is parsed (RESOURCE_EXHAUSTED)."""
+    request_bytes = max(4 << 20, 32 * max_ids + (1 << 20))
+    options = [(k, v) for k, v in GRPC_OPTIONS if k != "grpc.max_receive_message_length"]
+    return [*options, ("grpc.max_receive_message_length", request_bytes)]
 
 
 def _identity(data: bytes) -> bytes:
@@ -170,6 +181,16 @@ class EngineServer:
         self.stats.data_channels = lambda: self.channels.count
         self.health = health.HealthServicer()
         self._drain = DrainGate(f"/{SERVICE_NAME}/StreamSamples")
+        self.audit: AuditLog | None = None
+        self.gate = AccessGate(
+            SERVICE_NAME,
+            sorted(self.manifests),
+            auth_file=config.auth_file,
+            max_streams=config.stream_limit,
+            max_streams_per_principal=config.principal_stream_limit,
+            max_ids=config.max_ids_per_request,
+        )
+        self.stats.insecure = config.insecure
         self._server: grpc.Server | None = None
         self._metrics: MetricsServer | None = None
         self.port = 0
@@ -213,15 +234,24 @@ class EngineServer:
             self.config.tokenizer_dir,
             self.segments if self.config.shared_memory else None,
             self.channels.start() if self.config.data_channel else None,
+            self.config.max_ids_per_request,
         )
+        if self.config.audit_log is not None:
+            self.audit = AuditLog.open(self.config.audit_log, self.config.audit_durability)
+            self.gate.audit = self.audit
         if self.config.shared_memory:
             sweep_stale()  # segments of clients and engines that died on this host
         server = grpc.server(
             futures.ThreadPoolExecutor(
-                max_workers=_rpc_threads(self.config.worker_count), thread_name_prefix="grpc"
+                # Long-lived calls are capped below the thread count, so health
+                # checks and short calls always find a thread.
+                max_workers=max(
+                    _rpc_threads(self.config.worker_count), self.config.stream_limit + 16
+                ),
+                thread_name_prefix="grpc",
             ),
-            options=GRPC_OPTIONS,
-            interceptors=(self._drain,),
+            options=_server_options(self.config.max_ids_per_request),
+            interceptors=(self.gate, self._drain),
         )
         server.add_generic_rpc_handlers((_handlers(servicer, self.segments, self.channels),))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
@@ -261,6 +291,14 @@ class EngineServer:
             f"{self.disk.directory} ({self.disk.budget_bytes} bytes)" if self.disk else "off",
             f"{self.decoded.root} ({self.decoded.budget_bytes} bytes)" if self.decoded else "off",
         )
+        if self.config.insecure:
+            _LOG.warning(
+                "engine %s started with --insecure: TLS %s, auth %s on %s; not for patient data",
+                self.engine_id,
+                "on" if self.tls is not None else "OFF",
+                "on" if self.gate.auth_on else "OFF",
+                self.address,
+            )
         return self
 
     def reload(self) -> None:
@@ -269,6 +307,7 @@ class EngineServer:
         in flight go on. Files that do not load leave the old ones (logged)."""
         if self.tls is not None:
             self.tls.reload()
+        self.gate.reload()
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the server stops (True) or ``timeout`` seconds pass."""
@@ -297,6 +336,9 @@ class EngineServer:
         if self.decoded is not None:
             self.decoded.stop()
         self.views.stop()
+        if self.audit is not None:  # after the server: every call's end is written
+            self.audit.close()
+            self.audit = None
         _LOG.info("engine %s stopped", self.engine_id)
 
     def __enter__(self) -> EngineServer:

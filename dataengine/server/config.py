@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from dataengine.audit import parse_durability
 from dataengine.configs import check, check_int, check_range, setting
 from dataengine.errors import ConfigError
 
@@ -104,6 +105,16 @@ class ServerConfig:
         help="allow binding beyond loopback without TLS and --auth-file (logged, shown in "
         "GetStats; never for patient data)",
     )
+    audit_log: Path | None = setting(
+        None,
+        help="append one hash-chained JSON line per data operation (streams, describe, stats, "
+        "refused calls) to this file (default: no audit log)",
+    )
+    audit_durability: str = setting(
+        "fsync",
+        help="when audit lines reach the disk: 'fsync' (each line), an interval such as "
+        "'200ms' (a crash loses at most that window), or 'none'",
+    )
     max_ids_per_request: int = setting(4096, help="sample ids one StreamSamples call may list")
     max_streams: int = setting(
         0,
@@ -136,6 +147,7 @@ class ServerConfig:
         self._check_tls()
         self._check_exposure()
         check_int(self.max_ids_per_request, "server.max_ids_per_request", 1)
+        parse_durability(self.audit_durability, "server.audit_durability")
         check_int(self.max_streams, "server.max_streams", 0, note="0 = derived")
         check_int(self.max_streams_per_principal, "server.max_streams_per_principal", 0)
 

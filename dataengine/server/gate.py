@@ -130,7 +130,7 @@ class AccessGate(grpc.ServerInterceptor):
         self._max = max_streams
         self._max_each = max_streams_per_principal
         self._max_ids = max_ids
-        self._audit = audit
+        self.audit = audit
         self._lock = threading.Lock()
         self._open = 0
         self._open_by: dict[str, int] = {}
@@ -252,11 +252,11 @@ class AccessGate(grpc.ServerInterceptor):
         role, action, long_lived, names_dataset = rule
         metadata = tuple(context.invocation_metadata())
         ids = request.sample_ids if action == "stream" else ()
-        digest = self._audit is not None and 0 < len(ids) <= self._max_ids
+        digest = self.audit is not None and 0 < len(ids) <= self._max_ids
         call = _Call(
             action=action,
             principal=ANONYMOUS,
-            dataset=_clip(getattr(request, "dataset", "")) if names_dataset else "",
+            dataset=_clip(request.dataset or self._only or "") if names_dataset else "",
             sample_count=len(ids),
             ids_digest=ids_digest(ids) if digest else "",
             request_id=_request_id(metadata),
@@ -296,8 +296,8 @@ class AccessGate(grpc.ServerInterceptor):
         self, principal: Principal, call: _Call, context: grpc.ServicerContext
     ) -> None:
         """The dataset grant, before anything looks the dataset up."""
-        name = call.dataset or self._only
-        if name is None:
+        name = call.dataset
+        if not name:
             if principal.datasets is None:
                 return  # granted every dataset: the servicer says one is required
             self._refuse(
@@ -354,9 +354,9 @@ class AccessGate(grpc.ServerInterceptor):
         self._append(event=event, outcome=outcome, **fields)
 
     def _append(self, **fields: Any) -> None:
-        if self._audit is None:
+        if self.audit is None:
             return
         try:
-            self._audit.append(**fields)
+            self.audit.append(**fields)
         except Exception:  # an audit failure must be loud; the data path goes on
             _LOG.exception("audit: could not append a %s record", fields.get("event"))
