@@ -200,7 +200,8 @@ class Fetcher:
                     return [batch.received[i] for i in batch.wanted]
                 now = time.monotonic()
                 covered = {i for c in batch.calls if not c.done for i in c.ids}
-                uncovered = [i for i in missing if i not in covered]
+                # Each id at most once per call: engines refuse duplicates.
+                uncovered = list(dict.fromkeys(i for i in missing if i not in covered))
                 if uncovered:
                     groups = self._route(uncovered, batch.index, set())
                     if groups:
