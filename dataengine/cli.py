@@ -1,4 +1,4 @@
-"""``dataengine`` command line: synth, pack, prepare, serve, stats, digest, verify.
+"""``dataengine`` command line: synth, pack, prepare, serve, stats, digest, verify, audit.
 
 The only module (with ``demo.py``) that prints; everything else logs.
 """
@@ -304,6 +304,23 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+# -- audit -------------------------------------------------------------------
+
+
+def _cmd_audit(args: argparse.Namespace) -> int:
+    from dataengine.audit._cli import run_audit
+
+    code, text = run_audit(args)
+    print(text)
+    return code
+
+
+def _audit_flags(p: argparse.ArgumentParser) -> None:
+    from dataengine.audit._cli import add_audit_flags
+
+    add_audit_flags(p)
+
+
 # -- parsers -----------------------------------------------------------------
 # The flags of pack, prepare and serve come from their config classes
 # (``dataengine.configs.add_flags``): each default and help text lives on the
@@ -491,6 +508,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--json", action="store_true", help="machine-readable report")
     p.set_defaults(func=_cmd_verify)
+
+    p = sub.add_parser(
+        "audit", help="seal an audit log's head (HMAC), or verify its chain and seals"
+    )
+    p.populate = _audit_flags
+    p.set_defaults(func=_cmd_audit)
     return parser
 
 

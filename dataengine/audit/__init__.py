@@ -22,12 +22,23 @@ The API (see ``README.md`` in this folder for the file format)::
   ``--audit-durability`` flag (``ConfigError`` naming the field otherwise).
 - ``verify_chain(path, seal=None, key=None) -> VerifyResult``.
 - ``write_seal(log, key, out=None) -> (path, seal)``; ``load_seal_key(file)``.
+- ``dataset_audit(dataset_dir, action, **fields)`` (a context manager) and
+  ``record_dataset_event(...)``: the dataset's own chain,
+  ``DATASET_DIR/audit.jsonl``, that pack, prepare and verify append to.
 - ``ids_digest(ids)``: a digest of the sample ids of one request, for the
   ``ids_digest`` field (the ids themselves need not be logged).
 """
 
 from dataengine.audit._canonical import GENESIS, RESERVED, canonical_json, line_hash
 from dataengine.audit._chain import AuditError, ChainScan, scan_chain, scan_file
+from dataengine.audit._dataset import (
+    DATASET_AUDIT_NAME,
+    DatasetEvent,
+    dataset_audit,
+    manifest_facts,
+    record_dataset_event,
+    run_context,
+)
 from dataengine.audit._digest import ids_digest
 from dataengine.audit._durability import DURABILITY_MODES, Durability, parse_durability
 from dataengine.audit._log import AuditLog
@@ -44,6 +55,7 @@ from dataengine.audit._seal import (
 from dataengine.audit._verify import VerifyResult, verify_chain
 
 __all__ = [
+    "DATASET_AUDIT_NAME",
     "DURABILITY_MODES",
     "GENESIS",
     "MIN_SEAL_KEY_BYTES",
@@ -52,16 +64,21 @@ __all__ = [
     "AuditError",
     "AuditLog",
     "ChainScan",
+    "DatasetEvent",
     "Durability",
     "VerifyResult",
     "canonical_json",
     "check_seal",
+    "dataset_audit",
     "default_seal_path",
     "ids_digest",
     "line_hash",
     "load_seal_key",
+    "manifest_facts",
     "parse_durability",
     "read_seal",
+    "record_dataset_event",
+    "run_context",
     "scan_chain",
     "scan_file",
     "seal_key_id",

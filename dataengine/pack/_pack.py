@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from dataengine.audit import dataset_audit
 from dataengine.deid.dicom import PROFILE
 from dataengine.errors import PackError
 from dataengine.pack._config import PackConfig, PackSummary, QuarantineEntry
@@ -395,6 +396,29 @@ def pack_dataset(
     (see ``PackEvent``); an exception it raises stops the run there.
     """
     start = time.perf_counter()
-    plan = _plan(Path(raw_dir), Path(dataset_dir), config, restart)
-    sink = _write(plan, config, on_event or _no_event)
-    return _finalize(plan, sink, config, start)
+    # One line in the dataset's own chain (audit.jsonl), whatever the outcome.
+    with dataset_audit(dataset_dir, "pack", **_audit_fields(config, restart)) as audit:
+        plan = _plan(Path(raw_dir), Path(dataset_dir), config, restart)
+        sink = _write(plan, config, on_event or _no_event)
+        summary = _finalize(plan, sink, config, start)
+        audit.update(
+            studies_seen=summary.studies_seen,
+            studies_packed=summary.studies_packed,
+            shards=summary.shards,
+            bytes=summary.bytes,
+            quarantined=sum(summary.quarantined.values()),
+            elapsed_s=round(summary.elapsed_s, 3),
+        )
+    return summary
+
+
+def _audit_fields(config: PackConfig, restart: bool) -> dict[str, Any]:
+    """What the dataset's audit line says of a pack run's settings: the
+    de-identification profile and key id, never the key."""
+    return {
+        "profile": PROFILE,
+        "key_id": config.key.key_id,
+        "insecure_demo_key": config.key.insecure,
+        "date_mode": config.deid.date_mode,
+        "restart": restart,
+    }

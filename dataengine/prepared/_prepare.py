@@ -33,6 +33,7 @@ from pathlib import Path
 
 import lmdb
 
+from dataengine.audit import dataset_audit
 from dataengine.errors import DataEngineError
 from dataengine.pipeline.spec import PipelineSpec
 from dataengine.prepared._config import PrepareConfig, PrepareError, PrepareSummary
@@ -475,7 +476,32 @@ def prepare_dataset(
     raises stops the run there.
     """
     config = config or PrepareConfig()
-    run = _Run(Path(dataset_dir), spec, config, restart, on_event or _no_event)
+    # One line in the dataset's own chain (audit.jsonl), whatever the outcome.
+    with dataset_audit(
+        dataset_dir, "prepare", prefix_key=spec.prefix_key(), part=config.part, restart=restart
+    ) as audit:
+        summary = _prepare(Path(dataset_dir), spec, config, restart, progress, on_event)
+        audit.update(
+            status=summary.status,
+            samples=summary.samples,
+            prepared_now=summary.prepared_now,
+            failed=sum(summary.failed.values()),
+            shards=summary.shards,
+            shards_total=summary.shards_total,
+            elapsed_s=round(summary.elapsed_s, 3),
+        )
+    return summary
+
+
+def _prepare(
+    dataset_dir: Path,
+    spec: PipelineSpec,
+    config: PrepareConfig,
+    restart: bool,
+    progress: bool,
+    on_event: PrepareEvent | None,
+) -> PrepareSummary:
+    run = _Run(dataset_dir, spec, config, restart, on_event or _no_event)
     if (run.view / MANIFEST_NAME).exists() and not restart:
         try:
             view = check_view(run.view, run.source)

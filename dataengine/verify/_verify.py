@@ -18,6 +18,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
+from dataengine.audit import dataset_audit
 from dataengine.errors import ConfigError, DataEngineError
 from dataengine.formats.dicom import decode_series, read_dicom
 from dataengine.formats.dispatch import WAVEFORM_FORMATS, decode_waveform
@@ -62,6 +63,15 @@ def verify_dataset(
             "verify.prepared_sample", f"must be an integer >= 0, got {prepared_sample!r}"
         )
     root = Path(dataset_dir)
+    # One line in the dataset's own chain (audit.jsonl): the verdict and counts.
+    with dataset_audit(root, "verify", prepared_sample=prepared_sample) as audit:
+        report = _verify(root, known_phi, prepared_sample)
+        audit.result = "ok" if report.ok else "problems"
+        audit.update(problems=report.problem_counts(), counts=dict(report.counts))
+    return report
+
+
+def _verify(root: Path, known_phi: Iterable[str] | None, prepared_sample: int) -> VerifyReport:
     report = VerifyReport(dataset=str(root))
     try:
         manifest = Manifest.load(root)

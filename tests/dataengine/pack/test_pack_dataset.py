@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from dataengine.audit import DATASET_AUDIT_NAME
 from dataengine.deid import DeidKey
 from dataengine.deid.dicom import PROFILE
 from dataengine.errors import ConfigError, PackError
@@ -55,6 +56,7 @@ def test_manifest_counts_and_shards(packed: tuple[Path, PackSummary]) -> None:
     assert deid["private_tags_removed"] == 5 * 4 * STUDIES
     assert deid["uids_remapped"] == 6 * 4 * STUDIES
     assert sorted(p.name for p in out.iterdir()) == [
+        DATASET_AUDIT_NAME,
         "manifest.json",
         QUARANTINE_NAME,
         "shard-00000.lmdb",

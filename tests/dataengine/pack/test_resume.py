@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from dataengine.audit import DATASET_AUDIT_NAME, verify_chain
 from dataengine.deid import DeidKey
 from dataengine.errors import PackError
 from dataengine.pack import JOURNAL_NAME, QUARANTINE_NAME, PackConfig, pack_dataset
@@ -138,8 +139,21 @@ def _assert_same_dataset(out: Path, reference: Path) -> None:
     assert got.name == want.name == NAME
     assert _records(out) == _records(reference)
     assert (out / QUARANTINE_NAME).read_bytes() == (reference / QUARANTINE_NAME).read_bytes()
-    expected = {"manifest.json", QUARANTINE_NAME, *(s.file for s in want.shards)}
+    expected = {
+        "manifest.json",
+        QUARANTINE_NAME,
+        DATASET_AUDIT_NAME,
+        *(s.file for s in want.shards),
+    }
     assert {p.name for p in out.iterdir()} == expected  # no *.tmp, journal or stray shard
+    # The dataset's own audit chain is intact and ends with this pack run's success.
+    assert verify_chain(out / DATASET_AUDIT_NAME).ok
+    last = json.loads((out / DATASET_AUDIT_NAME).read_text().splitlines()[-1])
+    assert (last["action"], last["result"], last["key_id"]) == (
+        "pack",
+        "ok",
+        got.pack["deid"]["key_id"],
+    )
 
 
 def test_reference_covers_no_record_studies(reference: Path) -> None:
@@ -208,12 +222,24 @@ def test_other_settings_are_refused_until_restart(
 ) -> None:
     out = tmp_path / "ds"
     assert _pack_killed(raw, out, key_file, "journal:2").returncode == -signal.SIGKILL
-    before = sorted((p.name, p.read_bytes()) for p in out.iterdir())
+
+    def files() -> list[tuple[str, bytes]]:  # the audit chain grows by design: not compared
+        return sorted(
+            (p.name, p.read_bytes()) for p in out.iterdir() if p.name != DATASET_AUDIT_NAME
+        )
+
+    before = files()
     other = _pack_cli(raw, out, key_file, "--shard-samples", "3")
     assert other.returncode == 2
     assert "unfinished pack run with other settings" in other.stderr
     assert "config.shard_samples" in other.stderr and "--restart" in other.stderr
-    assert sorted((p.name, p.read_bytes()) for p in out.iterdir()) == before  # untouched
+    assert files() == before  # untouched
+    refused = json.loads((out / DATASET_AUDIT_NAME).read_text().splitlines()[-1])
+    assert (refused["action"], refused["result"], refused["error"]) == (
+        "pack",
+        "failed",
+        "PackError",
+    )
     restarted = _pack_cli(raw, out, key_file, "--shard-samples", "3", "--restart")
     assert restarted.returncode == 0, restarted.stderr
     manifest = Manifest.load(out)
