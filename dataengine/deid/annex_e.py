@@ -23,6 +23,11 @@ so it picks one conformant-enough reading per action) is ``resolve``.
 
 Repeating groups the table lists by mask are tested by ``repeating_action``:
 curves ``(50xx,xxxx)`` and overlays ``(60xx,xxxx)``.
+
+Two tables of medstream's own, in the same ``(keyword, action)`` form:
+``MEDSTREAM_EXTRA`` (removed although the table does not list them) and
+``VERSION_ATTRIBUTES`` (software version strings, kept as the table implies,
+whose dates are not patient dates: the rule ``verify`` applies too).
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ __all__ = [
     "ACTIONS",
     "BASIC_PROFILE",
     "MEDSTREAM_EXTRA",
+    "VERSION_ATTRIBUTES",
     "repeating_action",
     "resolve",
 ]
@@ -91,6 +97,20 @@ MEDSTREAM_EXTRA: dict[int, tuple[str, str]] = {
     0x00020100: ("PrivateInformationCreatorUID", "X"),
     0x00020102: ("PrivateInformation", "X"),
     0x00100024: ("IssuerOfPatientIDQualifiersSequence", "X"),
+}
+
+# Not in Table E.1-1, so the Basic Profile keeps them, and neither is in the
+# Retain Device Identity Option's list either: the software release that made
+# or wrote the instance. Vendors write release and build dates into these
+# strings ("453561454581__PRINTERS.06.708__PRINTERS__[2010/06/30]-07:41:13",
+# Philips in pydicom's examples_palette.dcm). Such a date is the same on every
+# machine that runs the release: it dates the software, not a patient or an
+# exam. Kept here (K); ``dicom.non_phi_kinds`` gives ``verify`` the one rule
+# that follows: every PHI pattern but DATE, and every known value, is still
+# searched in them.
+VERSION_ATTRIBUTES: dict[int, tuple[str, str]] = {
+    0x00020013: ("ImplementationVersionName", "K"),
+    0x00181020: ("SoftwareVersions", "K"),
 }
 
 # fmt: off

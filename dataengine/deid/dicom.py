@@ -23,7 +23,13 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.sequence import Sequence
 from pydicom.tag import BaseTag, Tag
 
-from dataengine.deid.annex_e import BASIC_PROFILE, MEDSTREAM_EXTRA, repeating_action, resolve
+from dataengine.deid.annex_e import (
+    BASIC_PROFILE,
+    MEDSTREAM_EXTRA,
+    VERSION_ATTRIBUTES,
+    repeating_action,
+    resolve,
+)
 from dataengine.deid.base import DeidStats, checked_policy
 from dataengine.deid.keys import DeidKey, date_shift_days, pseudonym, remap_uid
 from dataengine.deid.policy import DeidPolicy, PrivateTagRef
@@ -40,6 +46,7 @@ __all__ = [
     "dicom_known_phi",
     "dicom_patient_id",
     "dicom_to_bytes",
+    "non_phi_kinds",
     "private_tags_kept",
 ]
 
@@ -308,7 +315,7 @@ def _clean_element(ds: Dataset, elem: DataElement, ctx: _Context, depth: int) ->
         ds[tag].value = pseudonym(ctx.key, "patient", own) if own else ctx.patient_pseudonym
         stats.replaced += 1
         return
-    entry = BASIC_PROFILE.get(t) or MEDSTREAM_EXTRA.get(t)
+    entry = BASIC_PROFILE.get(t) or MEDSTREAM_EXTRA.get(t) or VERSION_ATTRIBUTES.get(t)
     action = entry[1] if entry is not None else repeating_action(t)
     if vr in _DATE_VRS:
         if action is not None and repeating_action(t) is not None:
@@ -336,7 +343,7 @@ def _clean_element(ds: Dataset, elem: DataElement, ctx: _Context, depth: int) ->
         _clean_items(elem, ctx, depth)
     elif vr == "UI":
         _remap(ds, elem, ctx)
-    elif op == "keep":
+    elif op == "keep" and vr != "UN":  # UN: a value we cannot parse, removed below
         return
     elif vr in _BINARY_VRS or op == "remap":  # no dummy stands in for a document
         del ds[tag]
@@ -351,6 +358,20 @@ def _clean_element(ds: Dataset, elem: DataElement, ctx: _Context, depth: int) ->
 def _clean_items(elem: DataElement, ctx: _Context, depth: int) -> None:
     for item in elem.value or ():
         _clean_dataset(item, ctx, depth + 1)
+
+
+_NO_KINDS: frozenset[str] = frozenset()
+_DATES_NOT_PHI = frozenset({"DATE"})
+
+
+def non_phi_kinds(tag: int) -> frozenset[str]:
+    """PHI pattern kinds (``deid.report`` span kinds) whose matches in the
+    value of a kept ``tag`` are not PHI by this profile: ``DATE`` in the
+    software version attributes (``annex_e.VERSION_ATTRIBUTES``: a release or
+    build date of the software), nothing elsewhere. De-identification keeps
+    those attributes and ``verify`` skips those kinds there, through this one
+    function; known values are always searched."""
+    return _DATES_NOT_PHI if int(tag) in VERSION_ATTRIBUTES else _NO_KINDS
 
 
 # -- private elements ---------------------------------------------------------

@@ -14,7 +14,7 @@ from pydicom.dataelem import DataElement
 from pydicom.dataset import Dataset
 from pydicom.tag import BaseTag
 
-from dataengine.deid.dicom import private_tags_kept
+from dataengine.deid.dicom import non_phi_kinds, private_tags_kept
 from dataengine.deid.policy import PrivateTagRef, parse_private_tag
 from dataengine.errors import ConfigError
 from dataengine.formats.dicom import dicom_text, element_texts
@@ -162,8 +162,11 @@ def _check_element(
     elif vr == "UN":
         bad(path, "element of unknown VR kept (its value cannot be checked)")
     # free text also gets the patterns; codes, numbers, UIDs and names only
-    # the known values (a pattern would misread "1.2.840..." or "0.5\\0.5")
+    # the known values (a pattern would misread "1.2.840..." or "0.5\\0.5").
+    # A kind the profile says is not PHI in this attribute (a software
+    # version's build date) is skipped, as de-identification keeps it.
     patterns = vr in _FREE_TEXT_VRS and not elem.tag.is_private
+    skip = non_phi_kinds(elem.tag)
     for v in values:
-        out += scanner.scan(v, loc, patterns=patterns, date_field=vr in _DATE_VRS)
+        out += scanner.scan(v, loc, patterns=patterns, date_field=vr in _DATE_VRS, skip_kinds=skip)
     return out

@@ -111,12 +111,21 @@ class PhiScanner:
         self.values_scanned = 0
 
     def scan(
-        self, text: str, where: str, *, patterns: bool = True, date_field: bool = False
+        self,
+        text: str,
+        where: str,
+        *,
+        patterns: bool = True,
+        date_field: bool = False,
+        skip_kinds: frozenset[str] = frozenset(),
     ) -> list[Finding]:
         """Findings in ``text``. ``patterns``: also run the redactor's PHI
         patterns (for free text; off for codes, numbers and UIDs).
         ``date_field``: the value is a date by design, so date-shaped known
-        values are not searched (see the module docstring)."""
+        values are not searched (see the module docstring). ``skip_kinds``:
+        pattern kinds that are not PHI in this value, as the
+        de-identification profile says (``deid.dicom.non_phi_kinds``); known
+        values are still searched."""
         self.values_scanned += 1
         if not text:
             return []
@@ -130,7 +139,7 @@ class PhiScanner:
                 what = f"known PHI value {mask(m.group(0))}"
                 out.append(Finding("phi_known", where, what, self._excerpt(clean, *m.span())))
         if patterns:
-            for span in find_phi(clean):
+            for span in find_phi(clean, skip_kinds=skip_kinds):
                 if any(s < span.end and span.start < e for s, e in hits):
                     continue  # reported as a known value already
                 value = clean[span.start : span.end]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from dataengine.deid.report._dates import shifted_iso_date
@@ -42,9 +42,17 @@ def _merge(spans: Iterable[tuple[int, int, str, int]]) -> list[PhiSpan]:
     return [PhiSpan(s, e, k) for s, e, k, _ in out]
 
 
-def find_phi(text: str, known_phi: Mapping[str, str] | Iterable[str] = ()) -> list[PhiSpan]:
+def find_phi(
+    text: str,
+    known_phi: Mapping[str, str] | Iterable[str] = (),
+    *,
+    skip_kinds: Collection[str] = (),
+) -> list[PhiSpan]:
     """PHI spans in ``text``, sorted and non-overlapping: known values first
-    (see ``redact_report`` for ``known_phi``), then every pattern rule."""
+    (see ``redact_report`` for ``known_phi``), then every pattern rule.
+    ``skip_kinds``: pattern kinds left out, before overlapping spans merge
+    (so a skipped span never hides another kind's); known values are never
+    skipped."""
     typed = typed_known_values(known_phi)
     spans: list[tuple[int, int, str, int]] = []
     pattern = known_value_pattern(typed)
@@ -53,7 +61,8 @@ def find_phi(text: str, known_phi: Mapping[str, str] | Iterable[str] = ()) -> li
         for m in pattern.finditer(text):
             spans.append((m.start(), m.end(), by_norm.get(normalized(m.group(0)), "PHI"), 0))
     for rank, (start, end, kind) in enumerate(pattern_spans(text), start=1):
-        spans.append((start, end, kind, rank))
+        if kind not in skip_kinds:
+            spans.append((start, end, kind, rank))
     return _merge(spans)
 
 

@@ -15,8 +15,10 @@ import numpy as np
 import pydicom
 import pytest
 from pydicom.data import get_testdata_file
+from pydicom.dataelem import RawDataElement
 from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
+from pydicom.tag import Tag
 
 from dataengine.deid import (
     DeidKey,
@@ -28,7 +30,7 @@ from dataengine.deid import (
     dicom_to_bytes,
     remap_uid,
 )
-from dataengine.deid.dicom import PROFILE
+from dataengine.deid.dicom import PROFILE, non_phi_kinds
 from dataengine.errors import BurnedInAnnotationError, DeidError
 from dataengine.synth import PHI_PLANTED_NAME
 
@@ -275,6 +277,33 @@ def test_private_sequences_are_removed(name: str) -> None:
     assert stats.private_tags_removed == n_top
     # the standard references hidden in UN_sequence's private item went with it
     assert "StudyInstanceUID" not in ds
+
+
+def test_software_versions_are_kept_and_their_dates_are_not_phi() -> None:
+    """PS3.15 Table E.1-1 lists neither SoftwareVersions nor
+    ImplementationVersionName: kept, build dates and all (examples_palette:
+    Philips writes "...__[2010/06/30]-07:41:13"); ``non_phi_kinds`` is the
+    rule verify reads."""
+    original = _bundled("examples_palette.dcm")
+    assert any("2010/06/30" in v for v in original.SoftwareVersions)
+    ds, _ = deidentify_dicom(_bundled("examples_palette.dcm"), KEY)
+    assert list(ds.SoftwareVersions) == list(original.SoftwareVersions)
+    meta = ds.file_meta
+    assert meta.ImplementationVersionName == original.file_meta.ImplementationVersionName
+    assert non_phi_kinds(0x00181020) == non_phi_kinds(0x00020013) == {"DATE"}
+    assert non_phi_kinds(0x00100020) == non_phi_kinds(0x00081030) == set()  # PatientID, ...
+    # kept, but never as a value that cannot be parsed (verify refuses UN)
+    unknown = _bundled("CT_small.dcm")
+    unknown[0x00181020] = RawDataElement(
+        Tag(0x00181020), "UN", 14, b"V1 2010-06-30 ", 0, False, True
+    )
+    pydicom.config.replace_un_with_known_vr = False
+    try:
+        assert unknown[0x00181020].VR == "UN"
+        ds, _ = deidentify_dicom(unknown, KEY)
+    finally:
+        pydicom.config.replace_un_with_known_vr = True
+    assert "SoftwareVersions" not in ds
 
 
 # -- Annex E actions on a planted dataset --------------------------------------

@@ -11,6 +11,7 @@ from dataengine.deid.annex_e import (
     ACTIONS,
     BASIC_PROFILE,
     MEDSTREAM_EXTRA,
+    VERSION_ATTRIBUTES,
     repeating_action,
     resolve,
 )
@@ -69,7 +70,11 @@ def test_keep_private_is_normalized_and_parsed() -> None:
 
 def test_table_is_the_standard_attributes() -> None:
     assert len(BASIC_PROFILE) >= 600
-    for tag, (keyword, action) in {**BASIC_PROFILE, **MEDSTREAM_EXTRA}.items():
+    for tag, (keyword, action) in {
+        **BASIC_PROFILE,
+        **MEDSTREAM_EXTRA,
+        **VERSION_ATTRIBUTES,
+    }.items():
         assert keyword_for_tag(tag) == keyword, hex(tag)  # the tag number is right
         assert action in ACTIONS
         resolve(action)
@@ -114,6 +119,12 @@ def test_table_is_the_standard_attributes() -> None:
         "ContentSequence": "X",
         "ClinicalTrialSubjectID": "D",
         "VerifyingObserverName": "D",
+    }
+    # PS3.15 lists no software version attribute: the profile keeps them
+    assert not set(VERSION_ATTRIBUTES) & (set(BASIC_PROFILE) | set(MEDSTREAM_EXTRA))
+    assert {kw for kw, _ in VERSION_ATTRIBUTES.values()} == {
+        "SoftwareVersions",
+        "ImplementationVersionName",
     }
     by_keyword = {kw: action for kw, action in BASIC_PROFILE.values()}
     assert {k: by_keyword[k] for k in expected} == expected

@@ -209,6 +209,18 @@ def test_placeholders_and_spans() -> None:
     assert redact_report("患者张三来院复查", {"张三": "NAME"})[0] == "患者[NAME]来院复查"
 
 
+def test_skip_kinds_drops_only_those_pattern_spans() -> None:
+    text = "PRINTERS__[2010/06/30]-07:41:13 tel 617-555-0142"
+    assert [s.kind for s in find_phi(text)] == ["DATE", "PHONE"]
+    assert [s.kind for s in find_phi(text, skip_kinds={"DATE"})] == ["PHONE"]
+    # known values are never skipped, dates included
+    spans = find_phi(text, {"2010/06/30": "DATE"}, skip_kinds={"DATE"})
+    assert [(text[s.start : s.end], s.kind) for s in spans] == [
+        ("2010/06/30", "DATE"),
+        ("617-555-0142", "PHONE"),
+    ]
+
+
 # -- property tests ------------------------------------------------------------------
 
 _GIVEN = ("Eleanor", "Theodore", "Marguerite", "Bartholomew", "Ottoline", "Lysander")
