@@ -24,8 +24,9 @@ def add_audit_flags(p: argparse.ArgumentParser) -> None:
         "seal",
         help="sign the head of an audit log with an HMAC key; copy the seal file to WORM storage",
         description="Write the chain head (seq, hash, time) of LOG, signed with HMAC-SHA256 "
-        "under the key in --key-file, to a new seal file: LOG.seal-<seq>.json, or --out. "
-        "A broken chain is not sealed (exit 1).",
+        "under the key in --key-file, to a new seal file: LOG.seal-<seq>.json beside LOG or "
+        "in --out-dir, or --out. Sealing an unchanged log again is a no-op. A broken chain is "
+        "not sealed (exit 2).",
     )
     seal.add_argument("log", metavar="LOG", type=Path, help="the audit log (JSON lines)")
     seal.add_argument(
@@ -35,8 +36,16 @@ def add_audit_flags(p: argparse.ArgumentParser) -> None:
         metavar="KEY",
         help="HMAC key: 32+ bytes, hex or raw, mode 600 (openssl rand -hex 32)",
     )
-    seal.add_argument(
+    where = seal.add_mutually_exclusive_group()
+    where.add_argument(
         "--out", type=Path, default=None, metavar="SEAL", help="seal file (default: beside LOG)"
+    )
+    where.add_argument(
+        "--out-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write LOG.seal-<seq>.json into DIR (created if need be), e.g. a WORM mount",
     )
     verify = sub.add_parser(
         "verify",
@@ -66,7 +75,8 @@ def run_audit(args: argparse.Namespace) -> tuple[int, str]:
     Raises ``AuditError`` / ``ConfigError`` for a missing log or bad key file
     (exit 2 in the CLI)."""
     if args.audit_command == "seal":
-        path, body = write_seal(args.log, load_seal_key(args.key_file), args.out)
+        seal_key = load_seal_key(args.key_file)
+        path, body = write_seal(args.log, seal_key, args.out, out_dir=args.out_dir)
         return 0, f"sealed {args.log} at seq {body['seq']} ({body['hash']}) -> {path}"
     key = load_seal_key(args.key_file) if args.key_file is not None else None
     result = verify_chain(args.log, seal=args.seal, key=key)

@@ -9,6 +9,7 @@ exclusive ``flock`` while open, so two writers never interleave their chains
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import os
@@ -28,6 +29,21 @@ _LOG = logging.getLogger(__name__)
 TORN_SUFFIX = ".torn"
 """A torn last line found on open is moved to ``LOG.torn`` (appended), for
 the record, before the log is cut back to its last complete line."""
+
+
+def _lock(fd: int, path: Path, wait: bool) -> None:
+    """Hold ``fd`` with an exclusive ``flock``: ``AuditError`` when another
+    writer holds it (unless ``wait``). A filesystem without locks (Lustre
+    mounted without ``flock``) is logged and accepted: one writer per file
+    is then the deployment's to ensure (one log per engine)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+    except BlockingIOError:
+        raise AuditError(f"audit log {path} is held by another writer") from None
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOLCK):
+            raise
+        _LOG.warning("audit log %s: no file locks on this filesystem (%s)", path, exc)
 
 
 class AuditLog:
@@ -72,10 +88,7 @@ class AuditLog:
             path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
         try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-            except BlockingIOError:
-                raise AuditError(f"audit log {path} is held by another writer") from None
+            _lock(fd, path, wait)
             with os.fdopen(os.dup(fd), "rb") as stream:
                 scan = scan_chain(stream)
             if scan.torn is not None and scan.bad_line == scan.lines + 1:

@@ -136,17 +136,25 @@ def check_seal(body: dict[str, Any], key: bytes) -> str | None:
 
 
 def write_seal(
-    log: Path | str, key: bytes, out: Path | str | None = None
+    log: Path | str,
+    key: bytes,
+    out: Path | str | None = None,
+    *,
+    out_dir: Path | str | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Seal the head of the chain in ``log`` with ``key``; return the seal
     file's path and its content.
 
     The chain is checked first; a broken one is not sealed (``AuditError``
     naming the line). A last line still being written (no newline yet) is
-    left for the next seal. The file is ``out``, or ``default_seal_path``;
-    it is created, never overwritten: an existing seal of the same seq and
-    hash is returned as it is, one of other content raises ``AuditError``.
+    left for the next seal. The file is ``out``; else ``LOG.seal-<seq>.json``
+    (``default_seal_path``) in ``out_dir`` (created if need be: a WORM
+    mount, say) or beside the log. It is created, never overwritten: an
+    existing seal of the same seq and hash is returned as it is (sealing an
+    idle log daily is harmless), one of other content raises ``AuditError``.
     """
+    if out is not None and out_dir is not None:
+        raise AuditError("give a seal file (out) or a folder for it (out_dir), not both")
     log = Path(log)
     if not log.is_file():
         raise AuditError(f"no audit log at {log}")
@@ -169,6 +177,9 @@ def write_seal(
     }
     body["hmac"] = _mac(key, body)
     path = Path(out) if out is not None else default_seal_path(log, scan.head_seq)
+    if out_dir is not None:
+        Path(out_dir).mkdir(parents=True, exist_ok=True)
+        path = Path(out_dir) / path.name
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
     except FileExistsError:

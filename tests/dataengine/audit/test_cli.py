@@ -29,6 +29,8 @@ def test_the_parser_knows_audit() -> None:
     )
     assert args.audit_command == "verify" and args.seal == [Path("a.json"), Path("b.json")]
     assert parser.parse_args(["audit", "verify", "log.jsonl"]).seal is None
+    args = parser.parse_args(["audit", "seal", "log.jsonl", "--key-file", "k", "--out-dir", "w"])
+    assert (args.out, args.out_dir) == (None, Path("w"))
 
 
 def test_seal_and_verify_exit_codes(log_path: Path, key_file: Path) -> None:

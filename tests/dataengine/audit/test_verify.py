@@ -230,3 +230,13 @@ def test_seal_key_files(tmp_path: Path) -> None:
         load_seal_key(key)
     with pytest.raises(AuditError, match="cannot read"):
         load_seal_key(tmp_path / "missing")
+
+
+def test_seal_into_a_folder(log_path: Path, key_file: Path, tmp_path: Path) -> None:
+    """``out_dir``: where a WORM mount takes the seals (created if need be)."""
+    key = load_seal_key(key_file)
+    path, _ = write_seal(log_path, key, out_dir=tmp_path / "worm" / "engines")
+    assert path == tmp_path / "worm" / "engines" / f"{log_path.name}.seal-{LINES:010d}.json"
+    assert verify_chain(log_path, seal=path, key=key).ok
+    with pytest.raises(AuditError, match="not both"):
+        write_seal(log_path, key, tmp_path / "x.json", out_dir=tmp_path)
