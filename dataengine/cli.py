@@ -240,12 +240,15 @@ def _format_stats(s: pb.EngineStats) -> str:
 
 def _engine_channel(args: argparse.Namespace, endpoint: str) -> grpc.Channel:
     """A channel to ``endpoint`` with the client flags' TLS (plaintext without
-    ``--tls-ca``)."""
+    ``--tls-ca``) and bearer token (``--token-file``)."""
     from dataengine.configs import flag_values
     from dataengine.security.client import ClientSecurity
+    from dataengine.security.token import with_token
 
-    tls = ClientSecurity(**flag_values(ClientSecurity, args)).client_tls()
-    return grpc.insecure_channel(endpoint) if tls is None else tls.channel(endpoint, [])
+    security = ClientSecurity(**flag_values(ClientSecurity, args))
+    tls = security.client_tls()
+    channel = grpc.insecure_channel(endpoint) if tls is None else tls.channel(endpoint, [])
+    return with_token(channel, security.token())
 
 
 def _cmd_stats(args: argparse.Namespace) -> int:
@@ -259,6 +262,21 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     else:
         print(_format_stats(stats))
     return 0
+
+
+# -- health ------------------------------------------------------------------
+
+
+def _cmd_health(args: argparse.Namespace) -> int:
+    """grpc.health.v1 Check: for probes where a plaintext gRPC probe cannot
+    reach a TLS engine (Kubernetes exec probes)."""
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    request = health_pb2.HealthCheckRequest(service=args.service)
+    with _engine_channel(args, args.endpoint) as channel:
+        reply = health_pb2_grpc.HealthStub(channel).Check(request, timeout=args.timeout)
+    print(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+    return 0 if reply.status == health_pb2.HealthCheckResponse.SERVING else 1
 
 
 # -- digest ------------------------------------------------------------------
@@ -463,6 +481,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=10.0, help="seconds")
     p.populate = _client_flags
     p.set_defaults(func=_cmd_stats)
+
+    p = sub.add_parser(
+        "health", help="ask an engine's grpc.health.v1 status (exit 0 if SERVING, 1 if not)"
+    )
+    p.add_argument("endpoint", metavar="HOST:PORT")
+    p.add_argument("--service", default="", help="service name (default: the engine as a whole)")
+    p.add_argument("--timeout", type=float, default=5.0, help="seconds")
+    p.populate = _client_flags
+    p.set_defaults(func=_cmd_health)
 
     p = sub.add_parser(
         "digest",

@@ -8,8 +8,8 @@ real ``openssl`` (``conftest.py``):
   client without a certificate or with one of another CA are refused, on
   the gRPC port and on the data port;
 - the real ``grpcurl`` lists and calls the services with
-  ``-cacert -cert -key``; ``dataengine stats`` and ``digest`` take the
-  same files as flags;
+  ``-cacert -cert -key``; ``dataengine stats``, ``health`` and ``digest``
+  take the same files as flags;
 - SIGHUP with new certificate files: new connections (gRPC, data port,
   metrics) get the new certificate while an open stream and its data
   channel go on; files that do not load leave the previous certificate;
@@ -271,6 +271,10 @@ def test_dataengine_stats_and_digest_take_the_tls_flags(
     assert json.loads(stats.stdout)["engine_id"]
     refused = _run(*cli, "stats", mtls_engine.address, "--timeout", "3")
     assert refused.returncode == 3 and "UNAVAILABLE" in refused.stderr
+    service = ("--service", "dataengine.v1.DataEngine")
+    health = _run(*cli, "health", mtls_engine.address, *service, *files)
+    assert health.returncode == 0 and health.stdout.strip() == "SERVING", health.stderr
+    assert _run(*cli, "health", mtls_engine.address, "--tls-ca", pki.ca).returncode == 3
     digest = ("digest", "--seed", "3", "--limit", "3")
     over_tls = _run(*cli, *digest, "--engines", mtls_engine.address, *files)
     plain = _run(*cli, *digest, "--engines", plain_engine)
@@ -333,6 +337,11 @@ def test_sighup_gives_new_connections_the_new_certificate_while_a_stream_goes_on
             lambda: _served_certificate(port, pki) == _der(pki.server2),
         )
         assert _served_certificate(metrics, pki) == _der(pki.server2)
+        with ClientTLS(pki.ca).channel(engine.address, []) as channel:
+            lease = pb_grpc.DataEngineStub(channel).OpenDataChannel(pb.DataChannelRequest())
+            data_port = next(lease).port
+            assert _served_certificate(data_port, pki) == _der(pki.server2)
+            lease.cancel()
         for batch in stream:  # the stream opened before goes on, on its old connections
             digests.append(batch_digest(batch))
             batch.release()
