@@ -18,7 +18,7 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from dataengine.audit import dataset_audit
+from dataengine.audit import DATASET_AUDIT_NAME, dataset_audit, verify_chain
 from dataengine.errors import ConfigError, DataEngineError
 from dataengine.formats.dicom import decode_series, read_dicom
 from dataengine.formats.dispatch import WAVEFORM_FORMATS, decode_waveform
@@ -66,9 +66,21 @@ def verify_dataset(
     # One line in the dataset's own chain (audit.jsonl): the verdict and counts.
     with dataset_audit(root, "verify", prepared_sample=prepared_sample) as audit:
         report = _verify(root, known_phi, prepared_sample)
+        report.notes += _audit_chain_notes(root / DATASET_AUDIT_NAME)
         audit.result = "ok" if report.ok else "problems"
         audit.update(problems=report.problem_counts(), counts=dict(report.counts))
     return report
+
+
+def _audit_chain_notes(chain: Path) -> list[str]:
+    """A note when the dataset's audit chain is broken or unreadable."""
+    try:
+        checked = verify_chain(chain) if chain.is_file() else None
+    except DataEngineError as exc:
+        return [f"the dataset's audit chain cannot be read: {exc}"]
+    if checked is None or checked.ok:
+        return []
+    return [f"the dataset's audit chain is broken: {checked.format()}"]
 
 
 def _verify(root: Path, known_phi: Iterable[str] | None, prepared_sample: int) -> VerifyReport:

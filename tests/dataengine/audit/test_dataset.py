@@ -118,3 +118,14 @@ def test_a_chain_that_cannot_be_written_never_changes_the_outcome(
     with caplog.at_level("WARNING"):
         assert verify_dataset(dataset, prepared_sample=0).ok
     assert "audit line for verify not written" in caplog.text
+
+
+def test_verify_notes_a_broken_dataset_chain(raw: Path, key_file: Path, tmp_path: Path) -> None:
+    dataset = tmp_path / "ds"
+    assert _cli("pack", raw, dataset, "--key-file", key_file).returncode == 0
+    assert verify_dataset(dataset, prepared_sample=0).notes == []
+    chain = dataset / DATASET_AUDIT_NAME
+    chain.write_text(chain.read_text().replace('"result":"ok"', '"result":"no"', 1))
+    report = verify_dataset(dataset, prepared_sample=0)
+    assert report.ok  # the data is intact; the chain is reported beside it
+    assert any("audit chain is broken" in n and "line 1" in n for n in report.notes)
