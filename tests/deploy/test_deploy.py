@@ -102,6 +102,10 @@ def _container_invocations(doc: dict) -> Iterator[tuple[str, list[str]]]:
             for a in args:
                 if "\n" in a or " " in a:
                     yield from _invocations(a)
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            exec_ = container.get(probe, {}).get("exec")
+            if exec_ is not None:
+                yield from _invocations(shlex.join(exec_["command"]))
 
 
 def _manifest_files() -> list[Path]:
@@ -147,7 +151,7 @@ def test_every_deploy_file_has_its_commands_found() -> None:
     for path in _script_files():
         assert path.name in files, f"no dataengine/trainer command found in {path}"
     subcommands = {argv[0] for _, prog, argv in _COMMANDS if prog == "dataengine" and argv}
-    assert {"serve", "pack", "prepare", "stats"} <= subcommands
+    assert {"serve", "pack", "prepare", "stats", "health"} <= subcommands
     assert any(prog == "trainer" for _, prog, _ in _COMMANDS)
 
 
