@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 
 from benchmarks import (
+    bench_audit,
     bench_client,
     bench_cold,
     bench_fleet_cache,
@@ -23,6 +24,7 @@ BENCHMARKS = {
     "cold": bench_cold.main,
     "stored": bench_stored.main,
     "client": bench_client.main,
+    "audit": bench_audit.main,
 }
 
 
