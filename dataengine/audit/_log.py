@@ -179,16 +179,18 @@ class AuditLog:
                 self._dirty = False
 
     def _flush_loop(self) -> None:
+        # fsync runs outside the lock, so appends do not wait for the disk;
+        # close() joins this thread before it closes the file.
         while not self._stop.wait(self.durability.interval_s):
             with self._lock:
-                if self._fd is None:
-                    return
-                if self._dirty:
-                    try:
-                        os.fsync(self._fd)
-                    except OSError as exc:
-                        _LOG.error("audit log %s: fsync failed: %s", self.path, exc)
-                    self._dirty = False
+                fd, dirty, self._dirty = self._fd, self._dirty, False
+            if fd is None:
+                return
+            if dirty:
+                try:
+                    os.fsync(fd)
+                except OSError as exc:
+                    _LOG.error("audit log %s: fsync failed: %s", self.path, exc)
 
     def close(self) -> None:
         """``fsync``, release the file and stop the flusher (idempotent)."""
