@@ -11,6 +11,7 @@ from benchmarks import (
     bench_cold,
     bench_fleet_cache,
     bench_recovery,
+    bench_security,
     bench_stored,
     bench_tiers,
     bench_vs_dataloader,
@@ -24,6 +25,7 @@ BENCHMARKS = {
     "cold": bench_cold.main,
     "stored": bench_stored.main,
     "client": bench_client.main,
+    "security": bench_security.main,
     "audit": bench_audit.main,
 }
 

@@ -165,6 +165,14 @@ class ServerConfig:
         for name in ("tls_cert", "tls_key", "tls_client_ca"):
             path = getattr(self, name)
             check(path is None or Path(path).is_file(), f"server.{name}", f"{path} is not a file")
+        # The metrics port is HTTPS with TLS on; in plaintext it stays on
+        # loopback like the gRPC port, unless --insecure.
+        check(
+            self.tls or self.insecure or self.metrics_host is None or _loopback(self.metrics_host),
+            "server.metrics_host",
+            f"{self.metrics_host!r} is reachable beyond this machine and the metrics port has no "
+            "TLS: give --tls-cert and --tls-key, bind 127.0.0.1, or pass --insecure",
+        )
 
     def _check_exposure(self) -> None:
         """Secure by default: beyond loopback, TLS and auth or --insecure."""

@@ -9,7 +9,7 @@ real ``openssl`` (``conftest.py``):
   the gRPC port and on the data port;
 - the real ``grpcurl`` lists and calls the services with
   ``-cacert -cert -key``; ``dataengine stats``, ``health`` and ``digest``
-  take the same files as flags;
+  take the same files as flags, and so does the trainer (a real run);
 - SIGHUP with new certificate files: new connections (gRPC, data port,
   metrics) get the new certificate while an open stream and its data
   channel go on; files that do not load leave the previous certificate;
@@ -21,6 +21,7 @@ real ``openssl`` (``conftest.py``):
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import signal
@@ -282,6 +283,21 @@ def test_dataengine_stats_and_digest_take_the_tls_flags(
     assert over_tls.stdout == plain.stdout and len(over_tls.stdout.splitlines()) == 3
 
 
+def test_the_trainer_trains_over_mutual_tls(mtls_engine: Any, pki: Pki) -> None:
+    """``python -m trainer --tls-ca --tls-cert --tls-key`` reach its EngineClient."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.setdefault("TORCH_EXTENSIONS_DIR", str(Path(sys.prefix) / "torch_extensions"))
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    files = ("--tls-ca", pki.ca, "--tls-cert", pki.client.cert, "--tls-key", pki.client.key)
+    cmd = [sys.executable, "-m", "trainer", "--engines", mtls_engine.address, "--steps", "2"]
+    done = subprocess.run(
+        [*cmd, *map(str, files)], env=env, capture_output=True, text=True, timeout=240, check=False
+    )
+    assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    assert "trainer: steps 1..2" in done.stdout
+
+
 # -- metrics -----------------------------------------------------------------
 
 
@@ -373,6 +389,8 @@ def test_tls_files_that_do_not_belong_together_are_refused(packed_dataset: Path,
         ServerConfig(datasets=(packed_dataset,), tls_cert=pki.server.cert)
     with pytest.raises(ConfigError, match=r"server\.tls_client_ca"):
         ServerConfig(datasets=(packed_dataset,), tls_client_ca=pki.ca)
+    with pytest.raises(ConfigError, match=r"server\.metrics_host"):  # plaintext beyond loopback
+        ServerConfig(datasets=(packed_dataset,), metrics_port=0, metrics_host="0.0.0.0")
     with pytest.raises(ConfigError, match=r"client\.tls_ca"):
         EngineClient("127.0.0.1:1", tls_cert=pki.client.cert, tls_key=pki.client.key)
     # A key of another certificate: the engine does not start, and says which flag.
