@@ -53,9 +53,17 @@ class ClientSecurity:
             "client.tls_ca",
             "a client certificate needs the CA of the engines' certificates (tls_ca)",
         )
-        for name in ("tls_ca", "tls_cert", "tls_key", "token_file"):
+        for name in ("tls_ca", "tls_cert", "tls_key"):
             path = getattr(self, name)
             check(path is None or Path(path).is_file(), f"client.{name}", f"{path} is not a file")
+        # Not echoed: a token given where its file belongs (``--token X`` is
+        # argparse's abbreviation of --token-file) must not reach a log.
+        check(
+            self.token_file is None or Path(self.token_file).is_file(),
+            "client.token_file",
+            "the path given is not a file (not shown: it may be a token given by mistake; "
+            "pass the path of a file holding the token)",
+        )
 
     def token(self) -> str | None:
         """The bearer token in ``token_file`` (None: no token)."""

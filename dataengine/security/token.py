@@ -28,7 +28,8 @@ def read_token(path: Path, field: str = "client.token_file") -> str:
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(field, f"cannot read {path}: {exc.__class__.__name__}") from None
+        # The path is not shown: it may be a token given where its file belongs.
+        raise ConfigError(field, f"cannot read the token file: {exc.__class__.__name__}") from None
     token = text.strip().splitlines()[0].strip() if text.strip() else ""
     if not token or any(c.isspace() or not c.isprintable() for c in token):
         raise ConfigError(field, f"{path} holds no token (one printable word on its first line)")

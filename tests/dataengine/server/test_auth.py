@@ -355,3 +355,27 @@ class EngineStatsProbe:
                 pb_grpc.DataEngineStub(channel).GetStats(pb.GetStatsRequest(), timeout=30)
             except grpc.RpcError as exc:
                 raise DataEngineError(f"{exc.code().name}: {exc.details()}") from None
+
+
+def test_the_trainer_and_digest_take_a_token_file_never_a_token(tmp_path: Path) -> None:
+    from dataengine.cli import build_parser
+    from dataengine.configs import flag_values
+    from dataengine.security.client import ClientSecurity
+    from trainer.train import parse_args
+
+    path = token_file(tmp_path, "reader")
+    args = parse_args(["--engines", "127.0.0.1:1", "--token-file", str(path)])
+    security = ClientSecurity(**flag_values(ClientSecurity, args))
+    assert security.token_file == path and security.token() == TOKENS["reader"]
+    digest = build_parser().parse_args(["digest", "--engines", "h:1", "--token-file", str(path)])
+    assert flag_values(ClientSecurity, digest) == {"token_file": path}
+    # argparse reads --token as --token-file: the token must not be echoed.
+    mistaken = parse_args(["--engines", "127.0.0.1:1", "--token", TOKENS["reader"]])
+    with pytest.raises(ConfigError) as info:
+        ClientSecurity(**flag_values(ClientSecurity, mistaken))
+    assert TOKENS["reader"] not in str(info.value)
+    empty = tmp_path / "empty.token"
+    empty.write_text("\n")
+    with pytest.raises(ConfigError, match=r"client\.token_file") as info:
+        ClientSecurity(token_file=empty).token()
+    assert str(empty) in str(info.value)
