@@ -15,6 +15,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from dataengine.client import EngineClient
 from dataengine.client.digest import batch_digest
 from dataengine.order import epoch_order, ranked_owners
+from dataengine.pipeline.spec import PipelineSpec
 from dataengine.v1 import dataengine_pb2 as pb
 from dataengine.v1 import dataengine_pb2_grpc as pb_grpc
 
@@ -36,12 +37,16 @@ def _wait_for_health(channel: grpc.Channel, status: int, timeout_s: float = 30.0
 
 def test_sigterm_finishes_the_open_stream_refuses_new_ones_and_exits_0(start_fleet) -> None:
     (engine,) = start_fleet(1, "--grace", "60")
-    ids = list(range(12)) * 5  # 60 samples, ~9 MB: the stream outlives the signal
+    # 12 samples of 4 MB each (each id once: engines refuse duplicates), left
+    # unread while the signal lands: the stream outlives it.
+    ids = list(range(12))
+    big = PipelineSpec(image_slices=16, image_resize=256, image_crop=256).to_proto()
     with grpc.insecure_channel(
         engine.address, options=[("grpc.max_receive_message_length", 64 << 20)]
     ) as channel:
         stub = pb_grpc.DataEngineStub(channel)
-        stream = stub.StreamSamples(pb.SampleRequest(sample_ids=ids, seed=1), timeout=120)
+        request = pb.SampleRequest(sample_ids=ids, seed=1, pipeline=big)
+        stream = stub.StreamSamples(request, timeout=120)
         first = next(stream)
         engine.proc.send_signal(signal.SIGTERM)
         _wait_for_health(channel, _NOT_SERVING)
