@@ -214,7 +214,8 @@ def _format_sources(sources: Sequence[pb.SourceStats]) -> list[str]:
 def _format_stats(s: pb.EngineStats) -> str:
     lines = [
         f"engine {s.engine_id} (v{s.version}) up {s.uptime_seconds:.1f}s, "
-        f"{s.workers} workers, datasets: {', '.join(s.datasets)}",
+        f"{s.workers} workers, datasets: {', '.join(s.datasets)}"
+        + (" [started with --insecure]" if s.insecure else ""),
         f"served {s.samples_served} samples, {s.bytes_served / 1e6:.1f} MB, "
         f"{s.samples_per_second:.1f} samples/s (last 10 s), {s.streams_total} streams",
         f"{'stage':<12}{'count':>10}{'total s':>12}{'mean ms':>10}",
