@@ -5,7 +5,8 @@ scrapers must present a certificate too, as gRPC clients must).
 Each accepted connection is wrapped with the engine's *current* server
 context, so a certificate reloaded on SIGHUP applies to the next scrape.
 The handshake runs on the request's own thread, not the accept loop, so a
-client that connects and stalls delays nobody else.
+client that connects and stalls delays nobody else (and its thread gives
+up after 30 s).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ _LOG = logging.getLogger(__name__)
 
 
 class _Quiet(WSGIRequestHandler):
+    timeout = 30.0  # seconds: a client that connects and stalls lets its thread go
+
     def log_message(self, format: str, *args: Any) -> None:
         """No access log on stderr."""
 
