@@ -51,6 +51,7 @@ _SEND_TIMEOUT_S = 60.0
 _CONNECT_WAIT_S = 30.0
 _LEASE_POLL_S = 0.5
 _SEND_BUFFER = 8 << 20
+_HELLOS = 64  # connections in their hello (and TLS handshake) at once; more are closed
 
 
 class DataChannel:
@@ -131,6 +132,7 @@ class DataChannels:
         self._channels: dict[bytes, DataChannel] = {}
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._hellos = threading.BoundedSemaphore(_HELLOS)
 
     @property
     def count(self) -> int:
@@ -163,6 +165,13 @@ class DataChannels:
                 sock, _ = self._listener.accept()
             except OSError:
                 return  # closed by stop()
+            if not self._hellos.acquire(blocking=False):
+                # Connections that never finish their hello hold a thread for
+                # up to 10 s each: beyond the bound, close at once.
+                _LOG.debug("data port: %d hellos in progress, connection closed", _HELLOS)
+                with contextlib.suppress(OSError):
+                    sock.close()
+                continue
             threading.Thread(target=self._hello, args=(sock,), daemon=True).start()
 
     def _hello(self, sock: socket.socket) -> None:
@@ -192,6 +201,8 @@ class DataChannels:
             _LOG.warning("data channel hello refused: %s", exc)
             with contextlib.suppress(OSError):
                 sock.close()
+        finally:
+            self._hellos.release()
 
     def target(self, shared: pb.SharedSlots, ids: int) -> ChannelTarget | None:
         """The request's ``ChannelTarget`` (None: the channel is not open here

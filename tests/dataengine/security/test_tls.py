@@ -6,7 +6,8 @@ real ``openssl`` (``conftest.py``):
   plaintext engine's, over the data channel and inside the gRPC messages;
 - a plaintext client, a client trusting another CA, and (mutual TLS) a
   client without a certificate or with one of another CA are refused, on
-  the gRPC port and on the data port;
+  the gRPC port and on the data port; connections stuck before their
+  handshake are bounded;
 - the real ``grpcurl`` lists and calls the services with
   ``-cacert -cert -key``; ``dataengine stats``, ``health`` and ``digest``
   take the same files as flags, and so does the trainer (a real run);
@@ -234,6 +235,28 @@ def test_the_data_port_speaks_mutual_tls_only(mtls_engine: Any, pki: Pki) -> Non
             assert _served_certificate(reply.port, pki, pki.client) == _der(pki.server)
             # ...and with the certificate the engine answers the hello.
             assert _hello(reply.port, reply.token, _context(pki, pki.client)) == CHANNEL_MAGIC
+        finally:
+            lease.cancel()
+
+
+def test_connections_stuck_in_their_hello_are_bounded(tls_engine: Any, pki: Pki) -> None:
+    """64 connections that never start their TLS handshake hold the data
+    port's hello threads; the next one is closed at once, and once they
+    go a real hello is served again."""
+    with ClientTLS(pki.ca).channel(tls_engine.address, []) as channel:
+        lease = pb_grpc.DataEngineStub(channel).OpenDataChannel(pb.DataChannelRequest())
+        try:
+            reply = next(lease)
+            idle = [socket.create_connection(("127.0.0.1", reply.port), 10) for _ in range(64)]
+            try:
+                assert _hello(reply.port, reply.token, _context(pki)) != CHANNEL_MAGIC
+            finally:
+                for sock in idle:
+                    sock.close()
+            _wait_for(
+                "a hello served again",
+                lambda: _hello(reply.port, reply.token, _context(pki)) == CHANNEL_MAGIC,
+            )
         finally:
             lease.cancel()
 
