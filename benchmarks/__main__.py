@@ -10,6 +10,7 @@ from benchmarks import (
     bench_client,
     bench_cold,
     bench_fleet_cache,
+    bench_hostile,
     bench_recovery,
     bench_security,
     bench_stored,
@@ -27,6 +28,7 @@ BENCHMARKS = {
     "client": bench_client.main,
     "security": bench_security.main,
     "audit": bench_audit.main,
+    "hostile": bench_hostile.main,
 }
 
 
