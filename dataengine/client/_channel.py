@@ -36,6 +36,7 @@ import grpc
 import numpy as np
 
 from dataengine.client._collate import Frame
+from dataengine.client._lease import SlotTable, hold_lease
 from dataengine.frame import FrameError, read_sample
 from dataengine.security.tls import ClientTLS
 from dataengine.shm import SharedMemoryError
@@ -79,10 +80,8 @@ class ChannelLink:
         self._memory = np.zeros(self.slots * self.slot_bytes, dtype=np.uint8)
         self._memory.fill(0)
         self._cond = threading.Condition()
-        self._ticket = 0
-        self._assigned: dict[int, int] = {}  # slot -> ticket it was handed out with
+        self._table = SlotTable(slots)  # frames carry their ticket: no done words
         self._filled: dict[int, tuple[int, int]] = {}  # slot -> (ticket, size) received
-        self._pending: set[int] = set()
         self._call: grpc.Call | None = None
         self._sock: socket.socket | None = None
 
@@ -114,33 +113,12 @@ class ChannelLink:
     ) -> None:
         call = stub.OpenDataChannel(pb.DataChannelRequest())
         self._call = call
-        got: list[pb.DataChannelReply] = []
-        answered = threading.Event()
-        failure: list[str] = []
-
-        def lease() -> None:
-            try:
-                got.append(next(call))
-                answered.set()
-                for _ in call:
-                    pass
-                reason = "the engine ended the lease"
-            except grpc.RpcError as exc:
-                reason = f"lease call ended: {exc.code().name}: {exc.details()}"
-                failure.append(reason)
-            except StopIteration:
-                reason = "the engine closed the lease without a port"
-                failure.append(reason)
-            finally:
-                answered.set()
-            self._break(reason)
-
-        threading.Thread(target=lease, name=f"engine-chan-{self.endpoint}", daemon=True).start()
-        if not answered.wait(timeout_s) or not got:
+        try:
+            reply = hold_lease(call, f"engine-chan-{self.endpoint}", timeout_s, self._break)
+        except grpc.RpcError as exc:
             raise SharedMemoryError(
-                f"{self.endpoint}: no data channel: {failure[0] if failure else 'no answer'}"
-            )
-        reply = got[0]
+                f"{self.endpoint}: no data channel: {exc.code().name}: {exc.details()}"
+            ) from None
         self.token = bytes(reply.token)
         try:
             sock = socket.create_connection((_host(self.endpoint), reply.port), timeout_s)
@@ -201,9 +179,7 @@ class ChannelLink:
                 slot, _, ticket, size = FRAME_HEADER.unpack(header)
                 if slot >= self.slots or size > self.slot_bytes:
                     raise OSError(f"frame header out of bounds: slot {slot}, {size} bytes")
-                with self._cond:
-                    wanted = self._assigned.get(slot) == ticket and slot in self._pending
-                if wanted:
+                if self._table.holds(slot, ticket):
                     start = slot * self.slot_bytes
                     self._exactly(sock, memory[start : start + size])
                     with self._cond:
@@ -227,18 +203,7 @@ class ChannelLink:
     def allocate(self, count: int) -> tuple[int, list[int]] | None:
         """A fresh ticket and ``count`` free slots, or None (broken, or too
         few free: the request goes inline)."""
-        with self._cond:
-            if self.broken is not None:
-                return None
-            free = [s for s in range(self.slots) if s not in self._pending][:count]
-            if len(free) < count:
-                return None
-            self._ticket += 1
-            for slot in free:
-                self._assigned[slot] = self._ticket
-                self._filled.pop(slot, None)
-            self._pending.update(free)
-            return self._ticket, free
+        return None if self.broken is not None else self._table.take(count)
 
     def frame(self, slot: int, size: int, sample_id: int) -> Frame:
         """The frame of ``slot`` once the reader has it. ``FrameError`` or
@@ -246,8 +211,8 @@ class ChannelLink:
         is not the sample's."""
         if not 0 <= slot < self.slots:
             raise FrameError(f"{self.endpoint}: slot {slot} is outside 0..{self.slots - 1}")
+        ticket = self._table.ticket(slot)
         with self._cond:
-            ticket = self._assigned.get(slot)
             arrived = self._cond.wait_for(
                 lambda: self.broken is not None or self._filled.get(slot, (None,))[0] == ticket,
                 _FRAME_WAIT_S,
@@ -270,8 +235,7 @@ class ChannelLink:
 
     def release(self, slots: Iterable[int]) -> None:
         """The client is done with these slots; they may be handed out again."""
-        with self._cond:
-            self._pending.difference_update(slots)
+        self._table.release(slots)
 
     # -- lifetime --------------------------------------------------------
 

@@ -35,6 +35,7 @@ from collections.abc import Iterable
 import grpc
 
 from dataengine.client._collate import Frame
+from dataengine.client._lease import SlotTable, hold_lease
 from dataengine.frame import FrameError, read_sample
 from dataengine.shm import Segment, SharedMemoryError, sweep_stale
 from dataengine.transport import SHARED_MEMORY
@@ -73,9 +74,8 @@ class SharedLink:
         self.broken: str | None = None
         self.engine_pid = 0
         self._lock = threading.Lock()
-        self._ticket = 0
-        self._assigned: dict[int, int] = {}  # slot -> ticket it was handed out with
-        self._pending: set[int] = set()  # handed out and not yet released
+        # A slot is free again once released and its done word holds its ticket.
+        self._table = SlotTable(segment.slots, lambda slot, ticket: segment.done(slot) == ticket)
         self._call: grpc.Call | None = None
 
     @classmethod
@@ -104,37 +104,13 @@ class SharedLink:
         seg = self.segment
         call = stub.AttachSharedMemory(pb.AttachRequest(segment=seg.name, nonce=seg.nonce))
         self._call = call
-        attached = threading.Event()
-        failure: list[BaseException] = []
-
-        def lease() -> None:
-            try:
-                reply = next(call)
-                self.engine_pid = reply.engine_pid
-                attached.set()
-                for _ in call:  # the engine sends nothing more; the call's end is the news
-                    pass
-                reason = "the engine ended the lease (stopping)"
-            except grpc.RpcError as exc:
-                failure.append(exc)
-                reason = f"lease call ended: {exc.code().name}: {exc.details()}"
-            except StopIteration:
-                reason = "the engine closed the lease without attaching"
-            finally:
-                attached.set()
-            self._break(reason)
-
-        threading.Thread(target=lease, name=f"engine-shm-{self.endpoint}", daemon=True).start()
-        if not attached.wait(timeout_s):
-            raise SharedMemoryError(f"{self.endpoint}: no answer to AttachSharedMemory")
-        if failure:
-            exc = failure[0]
-            if isinstance(exc, grpc.RpcError) and exc.code() in (
-                grpc.StatusCode.FAILED_PRECONDITION,
-                grpc.StatusCode.UNIMPLEMENTED,
-            ):
-                raise NotSameHostError(f"{self.endpoint}: {exc.details()}")
-            raise SharedMemoryError(f"{self.endpoint}: attach failed: {exc}")
+        try:
+            reply = hold_lease(call, f"engine-shm-{self.endpoint}", timeout_s, self._break)
+        except grpc.RpcError as exc:
+            if exc.code() in (grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.UNIMPLEMENTED):
+                raise NotSameHostError(f"{self.endpoint}: {exc.details()}") from None
+            raise SharedMemoryError(f"{self.endpoint}: attach failed: {exc}") from None
+        self.engine_pid = reply.engine_pid
         if self.broken is not None:
             raise SharedMemoryError(f"{self.endpoint}: {self.broken}")
         _LOG.info(
@@ -165,24 +141,7 @@ class SharedLink:
         except SharedMemoryError as exc:
             self._break(str(exc))
             raise
-        with self._lock:
-            if self.broken is not None:
-                return None
-            free = []
-            for slot in range(seg.slots):
-                ticket = self._assigned.get(slot)
-                if slot in self._pending or (ticket is not None and seg.done(slot) != ticket):
-                    continue
-                free.append(slot)
-                if len(free) == count:
-                    break
-            if len(free) < count:
-                return None
-            self._ticket += 1
-            for slot in free:
-                self._assigned[slot] = self._ticket
-            self._pending.update(free)
-            return self._ticket, free
+        return None if self.broken is not None else self._table.take(count)
 
     def frame(self, slot: int, size: int, sample_id: int) -> Frame:
         """Read the frame the engine wrote into ``slot`` for ``sample_id``
@@ -217,8 +176,7 @@ class SharedLink:
         """The client is done with these slots (their frames are copied, or
         their call ended without them); each is free again once its done
         word holds its ticket."""
-        with self._lock:
-            self._pending.difference_update(slots)
+        self._table.release(slots)
 
     # -- lifetime --------------------------------------------------------
 
