@@ -16,6 +16,7 @@ import struct
 __all__ = [
     "CHANNEL_MAGIC",
     "DATA_CHANNEL",
+    "FINGERPRINT_METADATA",
     "FRAME_HEADER",
     "SHARED_MEMORY",
     "TCP",
@@ -25,6 +26,12 @@ __all__ = [
 
 TCP, DATA_CHANNEL, SHARED_MEMORY = "tcp", "data_channel", "shared_memory"
 TRANSPORTS = (TCP, DATA_CHANNEL, SHARED_MEMORY)
+
+# Every StreamSamples call states the dataset it serves from in its initial
+# metadata under this key: the manifest fingerprint (``DatasetInfo.fingerprint``,
+# ``dataengine.prepared.source_fingerprint``). A client checks it before it
+# reads the first sample and refuses an engine whose fingerprint differs.
+FINGERPRINT_METADATA = "medstream-dataset-fingerprint"
 
 # Data channel: the client sends CHANNEL_MAGIC + a TOKEN_BYTES token, the
 # engine answers CHANNEL_MAGIC; then each frame is FRAME_HEADER (slot,

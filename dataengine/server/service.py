@@ -27,6 +27,7 @@ import grpc
 
 from dataengine.errors import DataEngineError
 from dataengine.pipeline.spec import PipelineSpec
+from dataengine.prepared import source_fingerprint
 from dataengine.server.channel import ChannelTarget, DataChannels
 from dataengine.server.pool import WorkerPool
 from dataengine.server.requests import resolve_dataset, resolve_pipeline, validate_sample_ids
@@ -35,7 +36,7 @@ from dataengine.server.stats import StatsRecorder
 from dataengine.server.tasks import SampleTask, TaskResult
 from dataengine.shards import Manifest
 from dataengine.tiers.stack import Claim, Fetch, TierStack
-from dataengine.transport import DATA_CHANNEL, SHARED_MEMORY, TCP
+from dataengine.transport import DATA_CHANNEL, FINGERPRINT_METADATA, SHARED_MEMORY, TCP
 from dataengine.v1 import dataengine_pb2 as pb
 
 __all__ = ["DataEngineServicer"]
@@ -269,6 +270,9 @@ class DataEngineServicer:
         max_ids: int | None = None,
     ) -> None:
         self._manifests = manifests
+        # Stated by DescribeDataset and by every stream (initial metadata):
+        # clients refuse an engine whose dataset differs from the fleet's.
+        self._fingerprints = {n: source_fingerprint(m) for n, m in manifests.items()}
         self._max_ids = max_ids
         self._segments = segments
         self._channels = channels
@@ -291,6 +295,11 @@ class DataEngineServicer:
         code = _STATUS.get(exc.kind, grpc.StatusCode.INTERNAL)
         context.abort(code, str(exc))
         raise AssertionError("unreachable: context.abort raises")
+
+    def _fingerprint(self, manifest: Manifest) -> str:
+        """The manifest fingerprint this engine states for ``manifest``."""
+        known = self._fingerprints.get(manifest.name)
+        return known if known is not None else source_fingerprint(manifest)
 
     def _target(self, request: pb.SampleRequest) -> SharedTarget | ChannelTarget | None:
         """Where the request's samples go besides the stream: its segment's
@@ -316,6 +325,7 @@ class DataEngineServicer:
             target = self._target(request)
         except DataEngineError as exc:
             self._fail(context, exc)
+        context.send_initial_metadata(((FINGERPRINT_METADATA, self._fingerprint(manifest)),))
         cancelled = threading.Event()
         context.add_callback(cancelled.set)
         self._stats.add_stream()
@@ -399,4 +409,5 @@ class DataEngineServicer:
                 for s in m.shards
             ],
             manifest_json=m.to_json(),
+            fingerprint=self._fingerprint(m),
         )

@@ -322,17 +322,19 @@ class ShardInfo(_message.Message):
     def __init__(self, shard_id: _Optional[int] = ..., file: _Optional[str] = ..., first_sample_id: _Optional[int] = ..., num_samples: _Optional[int] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
 
 class DatasetInfo(_message.Message):
-    __slots__ = ("name", "num_samples", "schema_version", "shards", "created_utc", "manifest_json")
+    __slots__ = ("name", "num_samples", "schema_version", "shards", "created_utc", "manifest_json", "fingerprint")
     NAME_FIELD_NUMBER: _ClassVar[int]
     NUM_SAMPLES_FIELD_NUMBER: _ClassVar[int]
     SCHEMA_VERSION_FIELD_NUMBER: _ClassVar[int]
     SHARDS_FIELD_NUMBER: _ClassVar[int]
     CREATED_UTC_FIELD_NUMBER: _ClassVar[int]
     MANIFEST_JSON_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     name: str
     num_samples: int
     schema_version: int
     shards: _containers.RepeatedCompositeFieldContainer[ShardInfo]
     created_utc: str
     manifest_json: str
-    def __init__(self, name: _Optional[str] = ..., num_samples: _Optional[int] = ..., schema_version: _Optional[int] = ..., shards: _Optional[_Iterable[_Union[ShardInfo, _Mapping]]] = ..., created_utc: _Optional[str] = ..., manifest_json: _Optional[str] = ...) -> None: ...
+    fingerprint: str
+    def __init__(self, name: _Optional[str] = ..., num_samples: _Optional[int] = ..., schema_version: _Optional[int] = ..., shards: _Optional[_Iterable[_Union[ShardInfo, _Mapping]]] = ..., created_utc: _Optional[str] = ..., manifest_json: _Optional[str] = ..., fingerprint: _Optional[str] = ...) -> None: ...
