@@ -223,7 +223,7 @@ class CacheStats(_message.Message):
     def __init__(self, tier: _Optional[str] = ..., hits: _Optional[int] = ..., misses: _Optional[int] = ..., bytes_held: _Optional[int] = ..., budget_bytes: _Optional[int] = ..., entries: _Optional[int] = ..., evictions: _Optional[int] = ..., bytes_read: _Optional[int] = ..., fills: _Optional[int] = ..., fill_seconds_total: _Optional[float] = ..., fill_mean_ms: _Optional[float] = ..., prefetch_fills: _Optional[int] = ..., prefetch_lead_mean_ms: _Optional[float] = ..., waits: _Optional[int] = ..., wait_seconds_total: _Optional[float] = ...) -> None: ...
 
 class EngineStats(_message.Message):
-    __slots__ = ("engine_id", "version", "uptime_seconds", "samples_served", "bytes_served", "samples_per_second", "stages", "queue_depths", "caches", "errors", "workers", "bottleneck_stage", "streams_total", "datasets", "sources", "transports", "shared_segments", "data_channels", "insecure")
+    __slots__ = ("engine_id", "version", "uptime_seconds", "samples_served", "bytes_served", "samples_per_second", "stages", "queue_depths", "caches", "errors", "workers", "bottleneck_stage", "streams_total", "datasets", "sources", "transports", "shared_segments", "data_channels", "insecure", "capacity")
     class QueueDepthsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -264,6 +264,7 @@ class EngineStats(_message.Message):
     SHARED_SEGMENTS_FIELD_NUMBER: _ClassVar[int]
     DATA_CHANNELS_FIELD_NUMBER: _ClassVar[int]
     INSECURE_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_FIELD_NUMBER: _ClassVar[int]
     engine_id: str
     version: str
     uptime_seconds: float
@@ -283,7 +284,69 @@ class EngineStats(_message.Message):
     shared_segments: int
     data_channels: int
     insecure: bool
-    def __init__(self, engine_id: _Optional[str] = ..., version: _Optional[str] = ..., uptime_seconds: _Optional[float] = ..., samples_served: _Optional[int] = ..., bytes_served: _Optional[int] = ..., samples_per_second: _Optional[float] = ..., stages: _Optional[_Iterable[_Union[StageStats, _Mapping]]] = ..., queue_depths: _Optional[_Mapping[str, int]] = ..., caches: _Optional[_Iterable[_Union[CacheStats, _Mapping]]] = ..., errors: _Optional[_Mapping[str, int]] = ..., workers: _Optional[int] = ..., bottleneck_stage: _Optional[str] = ..., streams_total: _Optional[int] = ..., datasets: _Optional[_Iterable[str]] = ..., sources: _Optional[_Iterable[_Union[SourceStats, _Mapping]]] = ..., transports: _Optional[_Mapping[str, int]] = ..., shared_segments: _Optional[int] = ..., data_channels: _Optional[int] = ..., insecure: _Optional[bool] = ...) -> None: ...
+    capacity: CapacityStats
+    def __init__(self, engine_id: _Optional[str] = ..., version: _Optional[str] = ..., uptime_seconds: _Optional[float] = ..., samples_served: _Optional[int] = ..., bytes_served: _Optional[int] = ..., samples_per_second: _Optional[float] = ..., stages: _Optional[_Iterable[_Union[StageStats, _Mapping]]] = ..., queue_depths: _Optional[_Mapping[str, int]] = ..., caches: _Optional[_Iterable[_Union[CacheStats, _Mapping]]] = ..., errors: _Optional[_Mapping[str, int]] = ..., workers: _Optional[int] = ..., bottleneck_stage: _Optional[str] = ..., streams_total: _Optional[int] = ..., datasets: _Optional[_Iterable[str]] = ..., sources: _Optional[_Iterable[_Union[SourceStats, _Mapping]]] = ..., transports: _Optional[_Mapping[str, int]] = ..., shared_segments: _Optional[int] = ..., data_channels: _Optional[int] = ..., insecure: _Optional[bool] = ..., capacity: _Optional[_Union[CapacityStats, _Mapping]] = ...) -> None: ...
+
+class CapacityStats(_message.Message):
+    __slots__ = ("window_seconds", "workers", "cores", "worker_busy_fraction", "samples_per_second", "capacity_samples_per_second", "worker_seconds_per_sample", "cpu_seconds_per_sample", "tasks", "queue_wait_mean_seconds", "queue_wait_p95_seconds", "sources", "clients")
+    WINDOW_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    WORKERS_FIELD_NUMBER: _ClassVar[int]
+    CORES_FIELD_NUMBER: _ClassVar[int]
+    WORKER_BUSY_FRACTION_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_SAMPLES_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    WORKER_SECONDS_PER_SAMPLE_FIELD_NUMBER: _ClassVar[int]
+    CPU_SECONDS_PER_SAMPLE_FIELD_NUMBER: _ClassVar[int]
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_WAIT_MEAN_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    QUEUE_WAIT_P95_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SOURCES_FIELD_NUMBER: _ClassVar[int]
+    CLIENTS_FIELD_NUMBER: _ClassVar[int]
+    window_seconds: float
+    workers: int
+    cores: float
+    worker_busy_fraction: float
+    samples_per_second: float
+    capacity_samples_per_second: float
+    worker_seconds_per_sample: float
+    cpu_seconds_per_sample: float
+    tasks: int
+    queue_wait_mean_seconds: float
+    queue_wait_p95_seconds: float
+    sources: _containers.RepeatedCompositeFieldContainer[SourceCost]
+    clients: _containers.RepeatedCompositeFieldContainer[ClientDemand]
+    def __init__(self, window_seconds: _Optional[float] = ..., workers: _Optional[int] = ..., cores: _Optional[float] = ..., worker_busy_fraction: _Optional[float] = ..., samples_per_second: _Optional[float] = ..., capacity_samples_per_second: _Optional[float] = ..., worker_seconds_per_sample: _Optional[float] = ..., cpu_seconds_per_sample: _Optional[float] = ..., tasks: _Optional[int] = ..., queue_wait_mean_seconds: _Optional[float] = ..., queue_wait_p95_seconds: _Optional[float] = ..., sources: _Optional[_Iterable[_Union[SourceCost, _Mapping]]] = ..., clients: _Optional[_Iterable[_Union[ClientDemand, _Mapping]]] = ...) -> None: ...
+
+class SourceCost(_message.Message):
+    __slots__ = ("source", "samples", "cpu_seconds")
+    class CpuSecondsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: float
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[float] = ...) -> None: ...
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_FIELD_NUMBER: _ClassVar[int]
+    CPU_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    source: str
+    samples: int
+    cpu_seconds: _containers.ScalarMap[str, float]
+    def __init__(self, source: _Optional[str] = ..., samples: _Optional[int] = ..., cpu_seconds: _Optional[_Mapping[str, float]] = ...) -> None: ...
+
+class ClientDemand(_message.Message):
+    __slots__ = ("client", "peer", "samples_per_second", "data_wait_fraction", "age_seconds")
+    CLIENT_FIELD_NUMBER: _ClassVar[int]
+    PEER_FIELD_NUMBER: _ClassVar[int]
+    SAMPLES_PER_SECOND_FIELD_NUMBER: _ClassVar[int]
+    DATA_WAIT_FRACTION_FIELD_NUMBER: _ClassVar[int]
+    AGE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    client: str
+    peer: str
+    samples_per_second: float
+    data_wait_fraction: float
+    age_seconds: float
+    def __init__(self, client: _Optional[str] = ..., peer: _Optional[str] = ..., samples_per_second: _Optional[float] = ..., data_wait_fraction: _Optional[float] = ..., age_seconds: _Optional[float] = ...) -> None: ...
 
 class SourceStats(_message.Message):
     __slots__ = ("dataset", "prepared", "decode_cache", "decoded", "ram")
