@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -182,3 +183,48 @@ def mount_tmpfs(tmp_path: Path) -> Iterator:
     yield _mount
     for mount in mounts:
         subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+# Reports' words, so the tiny BPE below learns merges a real report uses; its
+# byte-level alphabet encodes any text.
+_TOKENIZER_TEXTS = [
+    "FINDINGS: No acute intracranial haemorrhage. IMPRESSION: normal study.",
+    "ECG: sinus rhythm, rate 72 bpm, QT interval normal. No ST elevation.",
+    "CT chest: a 4 mm lesion in the right upper lobe; follow-up in 12 months.",
+    "肺部未见明显异常 心电图窦性心律",
+]
+
+
+@pytest.fixture(scope="session")
+def write_hf_tokenizer() -> Any:
+    """Factory: ``write_hf_tokenizer(directory, style="llama"|"qwen",
+    vocab_size=320) -> directory``: a tiny byte-level BPE trained on a few
+    report lines (no download), saved as ``tokenizer.json`` and
+    ``tokenizer_config.json`` the way ``save_pretrained`` writes them.
+    ``llama``: BOS ``<s>``, EOS ``</s>``, PAD ``<pad>``; ``qwen``: EOS
+    ``<|endoftext|>`` only (no BOS, no PAD)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    def _write(directory: Path, style: str = "llama", vocab_size: int = 320) -> Path:
+        specials = {"llama": ["<s>", "</s>", "<pad>"], "qwen": ["<|endoftext|>"]}[style]
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            special_tokens=specials,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        )
+        tok.train_from_iterator(_TOKENIZER_TEXTS, trainer)
+        names = (
+            {"bos_token": "<s>", "eos_token": "</s>", "pad_token": "<pad>"}
+            if style == "llama"
+            else {"eos_token": "<|endoftext|>"}
+        )
+        fast = PreTrainedTokenizerFast(tokenizer_object=tok, **names)
+        directory.mkdir(parents=True, exist_ok=True)
+        fast.save_pretrained(str(directory))
+        return directory
+
+    return _write

@@ -30,6 +30,7 @@ _WHERE = {
     "EOS_ID": "text",
     "PAD_ID": "text",
     "ByteTokenizer": "text",
+    "HFTokenizer": "text",
     "Tokenizer": "text",
     "VocabTokenizer": "text",
     "decode_report_bytes": "text",

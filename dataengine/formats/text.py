@@ -1,8 +1,10 @@
 """Report text: bytes -> str (encoding detection), and str <-> token ids.
 
 Two tokenizers share one id layout: ids 0..255 are the UTF-8 bytes, 256..258
-are PAD, BOS and EOS, and a vocabulary file adds tokens from 259 on. Neither
-``encode`` adds BOS/EOS: the pipeline frames and pads the ids.
+are PAD, BOS and EOS, and a vocabulary file adds tokens from 259 on. A third,
+``HFTokenizer``, reads a Hugging Face ``tokenizer.json`` (a language model's
+own tokenizer) and keeps that model's ids. No ``encode`` adds BOS/EOS: the
+pipeline frames and pads the ids.
 """
 
 from __future__ import annotations
@@ -20,9 +22,11 @@ from dataengine.errors import ConfigError, DecodeError
 __all__ = [
     "BOS_ID",
     "EOS_ID",
+    "HF_TOKENIZER_FILE",
     "PAD_ID",
     "VOCAB_TYPE",
     "ByteTokenizer",
+    "HFTokenizer",
     "Tokenizer",
     "VocabTokenizer",
     "decode_report_bytes",
@@ -36,6 +40,7 @@ BOS_ID = 257
 EOS_ID = 258
 _FIRST_TOKEN_ID = 259
 VOCAB_TYPE = "medstream-vocab"
+HF_TOKENIZER_FILE = "tokenizer.json"
 _FIELD = "pipeline.tokenizer"
 
 
@@ -163,38 +168,152 @@ class VocabTokenizer:
         return b"".join(self._pieces[i] for i in ids).decode("utf-8", errors="replace")
 
 
+# Special tokens looked up by name when no tokenizer_config.json says which
+# they are, most common spelling first.
+_BOS_NAMES = ("<s>", "<|begin_of_text|>", "<|startoftext|>", "<bos>", "[BOS]")
+_EOS_NAMES = ("</s>", "<|end_of_text|>", "<|endoftext|>", "<eos>", "[EOS]")
+_PAD_NAMES = ("<pad>", "<|pad|>", "[PAD]", "<|finetune_right_pad_id|>")
+
+
+class HFTokenizer:
+    """A Hugging Face fast tokenizer (``tokenizer.json``, read with the
+    ``tokenizers`` library): the ids a language model was trained with.
+
+    ``encode`` adds no special tokens (the file's post-processor is skipped),
+    so the pipeline frames every report the same way: BOS, the report, EOS.
+    BOS, EOS and PAD are the ``bos_token``, ``eos_token`` and ``pad_token``
+    of a ``tokenizer_config.json`` beside the file (as ``save_pretrained``
+    writes it), else special tokens found by their usual names (``<s>``,
+    ``</s>``, ``<|endoftext|>``, ``<pad>`` ...). A model without a BOS token
+    (Qwen, GPT-2) is framed with its EOS in front; one without a PAD token is
+    padded with EOS (``text_mask`` marks the real tokens either way).
+    ``vocab_size`` is one past the largest id, added tokens included.
+    """
+
+    def __init__(self, path: Path) -> None:
+        from tokenizers import Tokenizer as _Tokenizer
+
+        try:
+            self._tok = _Tokenizer.from_file(str(path))
+        except Exception as exc:  # the library raises bare Exceptions on bad JSON
+            raise ConfigError(_FIELD, f"{path}: not a Hugging Face tokenizer.json: {exc}") from exc
+        vocab = self._tok.get_vocab(with_added_tokens=True)
+        if not vocab:
+            raise ConfigError(_FIELD, f"{path}: the tokenizer has an empty vocabulary")
+        self.vocab_size = max(vocab.values()) + 1
+        named = _configured_specials(path.with_name("tokenizer_config.json"))
+        special = {t.content for t in self._tok.get_added_tokens_decoder().values() if t.special}
+
+        def find(role: str, names: tuple[str, ...]) -> int | None:
+            token = named.get(role)
+            if token is None:
+                token = next((n for n in names if n in special), None)
+            if token is None:
+                return None
+            token_id = self._tok.token_to_id(token)
+            if token_id is None:
+                raise ConfigError(_FIELD, f"{path}: {role} {token!r} is not in the vocabulary")
+            return int(token_id)
+
+        eos = find("eos_token", _EOS_NAMES)
+        if eos is None:
+            raise ConfigError(
+                _FIELD,
+                f"{path}: no end-of-sequence token (set eos_token in a tokenizer_config.json "
+                f"beside it, or add one of {', '.join(_EOS_NAMES)} as a special token)",
+            )
+        bos = find("bos_token", _BOS_NAMES)
+        pad = find("pad_token", _PAD_NAMES)
+        self.eos_id = eos
+        self.bos_id = eos if bos is None else bos
+        self.pad_id = eos if pad is None else pad
+        self.source = str(path)
+
+    def encode(self, text: str) -> list[int]:
+        """The model's ids for ``text``, without special tokens."""
+        return list(self._tok.encode(text, add_special_tokens=False).ids)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text of ``ids``; special tokens are dropped."""
+        _check_ids(ids, self.vocab_size)
+        return str(self._tok.decode(list(ids), skip_special_tokens=True))
+
+
+def _configured_specials(path: Path) -> dict[str, str]:
+    """``{"bos_token": "<s>", ...}`` from a ``tokenizer_config.json`` (a value
+    is a string, or an object with ``"content"``); empty when there is none."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigError(_FIELD, f"{path}: cannot read it: {exc}") from exc
+    out: dict[str, str] = {}
+    for role in ("bos_token", "eos_token", "pad_token"):
+        value = doc.get(role) if isinstance(doc, dict) else None
+        if isinstance(value, dict):
+            value = value.get("content")
+        if isinstance(value, str) and value:
+            out[role] = value
+    return out
+
+
 _BYTE_TOKENIZER = ByteTokenizer()
 
 
 def load_tokenizer(spec: str) -> Tokenizer:
     """``"byte"``: the shared ``ByteTokenizer``. Anything else: the path of a
-    vocabulary file, loaded once per path string and cached for the life of
-    the process (edit the file, restart to pick it up)."""
+    vocabulary file (``medstream-vocab``) or of a Hugging Face
+    ``tokenizer.json`` (told apart by content), loaded once per path string
+    and cached for the life of the process (edit the file, restart to pick
+    it up)."""
     if spec == "byte":
         return _BYTE_TOKENIZER
     if not spec:
-        raise ConfigError(_FIELD, "must be 'byte' or the path of a vocabulary file")
+        raise ConfigError(
+            _FIELD, "must be 'byte' or the path of a vocabulary file or a tokenizer.json"
+        )
     return _load_vocab(spec)
 
 
 @functools.lru_cache(maxsize=32)
-def _load_vocab(path: str) -> VocabTokenizer:
+def _load_vocab(path: str) -> Tokenizer:
+    if _is_hf_tokenizer(Path(path)):
+        return HFTokenizer(Path(path))
     return VocabTokenizer.from_file(Path(path))
+
+
+def _is_hf_tokenizer(path: Path) -> bool:
+    """A JSON object with a ``model`` section (every ``tokenizer.json`` has
+    one) and no medstream ``type``; anything else is read as a vocabulary
+    file, whose loader reports what is wrong."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(doc, dict) and "model" in doc and doc.get("type") != VOCAB_TYPE
 
 
 @functools.lru_cache(maxsize=32)
 def tokenizer_identity(spec: str) -> str:
     """What a tokenizer *is*, independent of where its file lies: ``"byte"``,
     or ``"vocab:"`` + the first 16 hex digits of the file's SHA-256 (read once
-    per path string, like ``load_tokenizer``). Prefix keys use it, so a
-    prepared view made with a copy of the vocabulary on another host matches."""
+    per path string, like ``load_tokenizer``); for a ``tokenizer.json``,
+    ``"hf:"`` + 16 hex digits of the SHA-256 over the file and its BOS, EOS
+    and PAD ids (which a ``tokenizer_config.json`` beside it may choose).
+    Prefix keys use it, so a prepared view made with a copy of the
+    vocabulary on another host matches."""
     if spec == "byte":
         return spec
     try:
-        digest = hashlib.sha256(Path(spec).read_bytes()).hexdigest()
+        data = Path(spec).read_bytes()
     except OSError as exc:
         raise ConfigError(_FIELD, f"cannot read vocabulary file {spec!r}: {exc}") from None
-    return f"vocab:{digest[:16]}"
+    if not _is_hf_tokenizer(Path(spec)):
+        return f"vocab:{hashlib.sha256(data).hexdigest()[:16]}"
+    tok = load_tokenizer(spec)
+    specials = f"\0bos={tok.bos_id},eos={tok.eos_id},pad={tok.pad_id}".encode()
+    return f"hf:{hashlib.sha256(data + specials).hexdigest()[:16]}"
 
 
 def decode_report_bytes(data: bytes) -> str:

@@ -17,10 +17,12 @@ from dataengine.formats.text import (
     EOS_ID,
     PAD_ID,
     ByteTokenizer,
+    HFTokenizer,
     VocabTokenizer,
     decode_report_bytes,
     decode_text,
     load_tokenizer,
+    tokenizer_identity,
 )
 
 TOKENS = ["the", "th", " lesion", " le", "é", "ms", "\U0001f600!"]
@@ -258,3 +260,58 @@ def test_any_bytes_give_lossless_text_or_decode_error(data: bytes) -> None:
     bom = _BOM.get(encoding, b"")
     codec = "utf-8" if encoding == "utf-8-sig" else encoding
     assert bom + text.encode(codec) == data
+
+
+# -- HFTokenizer (a language model's tokenizer.json) -------------------------
+
+
+@pytest.mark.parametrize("style", ["llama", "qwen"])
+def test_hf_tokenizer_gives_the_models_ids_without_specials(
+    tmp_path: Path, write_hf_tokenizer, style: str
+) -> None:
+    from transformers import AutoTokenizer
+
+    folder = write_hf_tokenizer(tmp_path / style, style)
+    tok = load_tokenizer(str(folder / "tokenizer.json"))
+    reference = AutoTokenizer.from_pretrained(str(folder))
+    text = "FINDINGS: a 4 mm lesion. 心电图窦性心律 \U0001f600"
+
+    assert isinstance(tok, HFTokenizer)
+    assert tok.encode(text) == reference.encode(text, add_special_tokens=False)
+    assert tok.decode(tok.encode(text)) == text
+    assert tok.vocab_size == len(reference)
+    assert tok.eos_id == reference.eos_token_id
+    if style == "llama":
+        assert (tok.bos_id, tok.pad_id) == (reference.bos_token_id, reference.pad_token_id)
+    else:  # no BOS and no PAD: the EOS frames and pads
+        assert reference.bos_token_id is None and tok.bos_id == tok.pad_id == tok.eos_id
+    assert load_tokenizer(str(folder / "tokenizer.json")) is tok
+
+
+def test_hf_tokenizer_identity_follows_content_and_specials(
+    tmp_path: Path, write_hf_tokenizer
+) -> None:
+    a = write_hf_tokenizer(tmp_path / "a") / "tokenizer.json"
+    b = write_hf_tokenizer(tmp_path / "b") / "tokenizer.json"
+    assert tokenizer_identity(str(a)) == tokenizer_identity(str(b))
+    assert tokenizer_identity(str(a)).startswith("hf:")
+    # The same file with another EOS is another tokenizer.
+    c = tmp_path / "c"
+    c.mkdir()
+    (c / "tokenizer.json").write_bytes(a.read_bytes())
+    (c / "tokenizer_config.json").write_text(json.dumps({"eos_token": "<pad>"}), encoding="utf-8")
+    assert tokenizer_identity(str(c / "tokenizer.json")) != tokenizer_identity(str(a))
+
+
+def test_hf_tokenizer_without_an_eos_is_config_error(tmp_path: Path, write_hf_tokenizer) -> None:
+    folder = write_hf_tokenizer(tmp_path / "t")
+    (folder / "tokenizer_config.json").write_text(
+        json.dumps({"eos_token": "<|im_end|>"}), encoding="utf-8"
+    )
+    with pytest.raises(ConfigError, match=r"pipeline\.tokenizer: .*'<\|im_end\|>' is not in"):
+        load_tokenizer(str(folder / "tokenizer.json"))
+    broken = tmp_path / "broken" / "tokenizer.json"
+    broken.parent.mkdir()
+    broken.write_text(json.dumps({"model": {"type": "nonsense"}}), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"not a Hugging Face tokenizer\.json"):
+        load_tokenizer(str(broken))
