@@ -6,8 +6,8 @@ type) -> prepare (the trainer's job shape decoded once into a prepared view)
 prepared view against fresh decodes) -> serve (one engine on loopback, RAM
 and node-local disk tiers) -> DeepSpeed training fed only by the engine ->
 engine stats (every sample served from the prepared view) and the trainer's
-data-wait fraction -> clean shutdown. Everything is written under
-``demo-output/`` (recreated each run).
+data-wait fraction (whole run and steady state) -> clean shutdown.
+Everything is written under ``demo-output/`` (recreated each run).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from dataengine.server.launch import start_engine_process
+from trainer.metrics import DataWait
 
 __all__ = ["main"]
 
@@ -77,11 +78,14 @@ def main(argv: list[str] | None = None) -> int:
         )
         _run([*de, "stats", address])
         rows = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
-        wait = sum(r["data_wait_s"] for r in rows)
-        total = sum(r["step_time_s"] for r in rows)
+        # The trainer's own definition and wording (trainer/metrics.py): the
+        # same two figures as its summary line above.
+        data_wait = DataWait.of_steps(
+            [r["step_time_s"] for r in rows], [r["data_wait_s"] for r in rows]
+        )
         print(
             f"\ntrainer: {len(rows)} steps, loss {rows[0]['loss']:.3f} -> {rows[-1]['loss']:.3f}, "
-            f"data-wait fraction {wait / total:.1%} of step time"
+            f"{data_wait.format()}"
         )
     finally:
         engine.send_signal(signal.SIGTERM)

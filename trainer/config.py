@@ -224,6 +224,17 @@ class TrainConfig:
         None, help="where checkpoints go (and --resume reads) (default: no checkpoints)"
     )
     dataset: str | None = setting(None, help="served dataset name (default: the engine's only one)")
+    metrics_port: int = setting(
+        0,
+        help="serve Prometheus metrics (trainer/metrics.py) over HTTP on every interface at "
+        "this port + LOCAL_RANK, one port per rank (0: off)",
+    )
+    metrics_linger_s: float = setting(
+        0.0,
+        help="after the last step, keep serving metrics until one scrape has read the final "
+        "figures, at most this many seconds",
+        flag="--metrics-linger",
+    )
     pipeline: PipelineSpec = field(default_factory=lambda: PipelineSpec(augment=_AUGMENT))
 
     def __post_init__(self) -> None:
@@ -237,6 +248,8 @@ class TrainConfig:
         ):
             check_int(getattr(self, name), f"train.{name}", lo)
         check_int(self.seed, "train.seed", 0, 2**63 - 1)
+        check_int(self.metrics_port, "train.metrics_port", 0, 65535)
+        check_range(self.metrics_linger_s, "train.metrics_linger_s", 0, unit="seconds")
         check_range(self.lr, "train.lr", 0, 1, lo_open=True, hi_open=True)
         check_range(self.weight_decay, "train.weight_decay", 0, 1, hi_open=True)
         check(

@@ -26,7 +26,9 @@ micro-batch, forward, backward, ``engine.step()``); ``trainer/prefetch.py``
 hands each micro-batch over already on the device and copies the next one
 meanwhile (on a side CUDA stream on GPUs). The wait is timed apart
 from the compute; its share of the step is the data-wait fraction, the
-number this project exists to drive to zero.
+number this project exists to drive to zero. It has one definition and two
+named windows, the whole run and the steady state (``trainer/metrics.py``),
+and ``--metrics-port`` exports it with the other figures to Prometheus.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ from dataengine.errors import ConfigError, DataEngineError
 from dataengine.security.client import ClientSecurity
 from trainer.config import PRESETS, RunConfig, TrainConfig, load_config
 from trainer.distributed import DistInfo, all_reduce_mean, init_distributed
+from trainer.metrics import DataWait, TrainerMetrics
 from trainer.model import MODEL_INPUTS, MultimodalModel
 from trainer.prefetch import DevicePrefetcher
 
@@ -81,7 +84,9 @@ class RunArgs:
 class TrainResult:
     """Summary of one ``train`` call. Timings exclude the call's first
     optimizer step (connection set-up and cold engine caches) unless it ran
-    only one. ``data_wait_fraction`` is data-wait seconds / step seconds."""
+    only one. ``data_wait``: the data-wait fraction over the whole run and in
+    steady state (``trainer/metrics.py``), from rank 0's step times and the
+    waits averaged over ranks."""
 
     rank: int
     first_step: int
@@ -89,7 +94,7 @@ class TrainResult:
     losses: list[float] = field(repr=False)
     mean_step_time_s: float
     samples_per_s: float
-    data_wait_fraction: float
+    data_wait: DataWait
     dtype: str
     checkpoint: str | None
 
@@ -99,7 +104,7 @@ class TrainResult:
             f"trainer: steps {self.first_step}..{self.last_step}, "
             f"loss {losses[0]:.4f} -> {losses[-1]:.4f}, "
             f"{self.mean_step_time_s * 1000:.1f} ms/step, {self.samples_per_s:.1f} samples/s, "
-            f"data wait {100 * self.data_wait_fraction:.1f}% of step time, {self.dtype}"
+            f"{self.data_wait.format()}, {self.dtype}"
             + (f", checkpoint {self.checkpoint}" if self.checkpoint else "")
         )
 
@@ -219,6 +224,13 @@ def _open_log(path: Path | None, dist: DistInfo, start: int) -> TextIO | None:
     return f
 
 
+def _write_record(log_file: TextIO | None, record: Mapping[str, Any]) -> None:
+    """One JSON line in rank 0's metrics file (other ranks have none)."""
+    if log_file is not None:
+        log_file.write(json.dumps(record) + "\n")
+        log_file.flush()
+
+
 @dataclass
 class _Meter:
     """Per-step figures of one ``train`` call (seconds, samples), for the summary."""
@@ -246,7 +258,7 @@ class _Meter:
             losses=self.losses,
             mean_step_time_s=total / len(self.times[steady]),
             samples_per_s=sum(self.samples[steady]) / total,
-            data_wait_fraction=sum(self.waits[steady]) / total,
+            data_wait=DataWait.of_steps(self.times, self.waits),
             dtype=str(dtype).removeprefix("torch."),
             checkpoint=None if ckpt is None else str(ckpt),
         )
@@ -299,6 +311,10 @@ def train(cfg: RunConfig, args: RunArgs) -> TrainResult:
         )
         device, dtype = model_engine.device, _engine_dtype(model_engine)
         accel = get_accelerator()
+        # --metrics-port: served until the loop ends (after a last scrape).
+        metrics = stack.enter_context(
+            TrainerMetrics.for_rank(dist, cfg.model.seq_len, client, tc.metrics_port)
+        )
 
         # -- resume: weights, optimizer, LR schedule, RNG, data cursor
         start = load_checkpoint(model_engine, client, cfg, dist) if args.resume else 0
@@ -349,8 +365,10 @@ def train(cfg: RunConfig, args: RunArgs) -> TrainResult:
                 raise FloatingPointError(f"loss is {loss_mean} at step {step}")
             rate = samples_mean * dist.world_size / step_time
             meter.add(loss_mean, step_time, wait_mean, samples_mean * dist.world_size)
-            if log_file is not None:
-                record = {
+            metrics.observe_step(step_time, wait, float(len(ids)), loss_mean, lr)
+            _write_record(
+                log_file,
+                {
                     "step": step,
                     "loss": loss_mean,
                     "lr": lr,
@@ -358,9 +376,8 @@ def train(cfg: RunConfig, args: RunArgs) -> TrainResult:
                     "data_wait_s": wait_mean,
                     "samples_per_s": rate,
                     "sample_ids": ids,
-                }
-                log_file.write(json.dumps(record) + "\n")
-                log_file.flush()
+                },
+            )
             if dist.is_main and (step % tc.log_every == 0 or step in (start + 1, tc.steps)):
                 _LOG.info(
                     "step %d loss %.4f step_time_s %.3f samples_per_s %.1f data_wait_fraction %.3f",
@@ -374,6 +391,7 @@ def train(cfg: RunConfig, args: RunArgs) -> TrainResult:
                 step == tc.steps or (tc.save_every and step % tc.save_every == 0)
             ):
                 checkpoint = save_checkpoint(model_engine, cursor, cfg, dist, step)
+        metrics.linger_s = tc.metrics_linger_s  # the run is complete: wait for a last scrape
     return meter.result(dist, start + 1, tc.steps, dtype, checkpoint)
 
 
