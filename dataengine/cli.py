@@ -211,6 +211,38 @@ def _format_sources(sources: Sequence[pb.SourceStats]) -> list[str]:
     return rows
 
 
+def _format_capacity(c: pb.CapacityStats) -> list[str]:
+    """The capacity signal (``server/usage.py``): worker busy, queue wait,
+    capacity, CPU ms per served sample by source and stage, client demand."""
+    from dataengine.server.usage import CPU_STAGES
+
+    lines = [
+        f"capacity (last {c.window_seconds:.0f} s): {c.workers} workers on {c.cores:g} cores, "
+        f"busy {100 * c.worker_busy_fraction:.1f}%, served {c.samples_per_second:.1f} samples/s, "
+        f"capacity {c.capacity_samples_per_second:.1f} samples/s"
+        + ("" if c.capacity_samples_per_second else " (unknown: nothing served)"),
+        f"queue wait: mean {1e3 * c.queue_wait_mean_seconds:.1f} ms, "
+        f"p95 {1e3 * c.queue_wait_p95_seconds:.1f} ms over {c.tasks} tasks; worker "
+        f"{1e3 * c.worker_seconds_per_sample:.1f} ms wall, "
+        f"{1e3 * c.cpu_seconds_per_sample:.1f} ms CPU per sample",
+        f"{'cpu ms/sample':<14}{'samples':>8}" + "".join(f"{st:>11}" for st in CPU_STAGES),
+    ]
+    for row in c.sources:
+        per = 1e3 / row.samples if row.samples else 0.0
+        lines.append(
+            f"{row.source:<14}{row.samples:>8}"
+            + "".join(f"{per * row.cpu_seconds.get(st, 0.0):>11.2f}" for st in CPU_STAGES)
+        )
+    for d in c.clients:
+        lines.append(
+            f"client {d.client} ({d.peer}): {d.samples_per_second:.1f} samples/s consumed, "
+            f"data wait {100 * d.data_wait_fraction:.1f}%, reported {d.age_seconds:.0f} s ago"
+        )
+    if not c.clients:
+        lines.append("clients: none reported demand in the window")
+    return lines
+
+
 def _format_stats(s: pb.EngineStats) -> str:
     lines = [
         f"engine {s.engine_id} (v{s.version}) up {s.uptime_seconds:.1f}s, "
@@ -234,6 +266,7 @@ def _format_stats(s: pb.EngineStats) -> str:
     )
     queues = ", ".join(f"{k}={v}" for k, v in sorted(s.queue_depths.items()))
     lines.append(f"queues: {queues}")
+    lines += _format_capacity(s.capacity)
     errors = ", ".join(f"{k}={v}" for k, v in sorted(s.errors.items())) or "none"
     lines.append(f"errors: {errors}")
     return "\n".join(lines)
@@ -287,6 +320,7 @@ def _cmd_digest(args: argparse.Namespace) -> int:
     from dataengine.client import EngineClient
     from dataengine.client.digest import digest_lines
     from dataengine.configs import flag_values
+    from dataengine.discovery import DiscoverySettings
     from dataengine.pipeline.spec import Augmentations, PipelineSpec
     from dataengine.security.client import ClientSecurity
 
@@ -302,6 +336,7 @@ def _cmd_digest(args: argparse.Namespace) -> int:
         world_size=args.world_size,
         batch_size=args.batch_size,
         **flag_values(ClientSecurity, args),
+        **flag_values(DiscoverySettings, args),
     ) as client:
         for line in digest_lines(client, args.epoch, args.start, args.limit):
             print(line, flush=True)
@@ -441,6 +476,16 @@ def _client_flags(p: argparse.ArgumentParser) -> None:
     add_flags(p, ClientSecurity)
 
 
+def _digest_flags(p: argparse.ArgumentParser) -> None:
+    """``digest``: how to reach engines, and how often a ``dns:///`` or
+    ``file:///`` source is resolved again (``--discovery-interval``)."""
+    from dataengine.configs import add_flags
+    from dataengine.discovery import DiscoverySettings
+
+    _client_flags(p)
+    add_flags(p, DiscoverySettings)
+
+
 # -- main --------------------------------------------------------------------
 
 
@@ -496,7 +541,13 @@ def build_parser() -> argparse.ArgumentParser:
         "digest",
         help="print POSITION IDS SHA256 per batch (the same whichever engines serve it)",
     )
-    p.add_argument("--engines", required=True, metavar="HOST:PORT[,...]")
+    p.add_argument(
+        "--engines",
+        required=True,
+        metavar="SOURCE",
+        help="HOST:PORT[,...], dns:///NAME:PORT (every A/AAAA record) or file:///PATH "
+        "(one HOST:PORT a line), the last two re-read every --discovery-interval",
+    )
     p.add_argument("--dataset", default=None, help="dataset name (default: the only one)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--epoch", type=int, default=0)
@@ -512,7 +563,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="JOB.json",
         help="the job's PipelineSpec as JSON (field names, augment nested)",
     )
-    p.populate = _client_flags
+    p.populate = _digest_flags
     p.set_defaults(func=_cmd_digest)
 
     p = sub.add_parser(

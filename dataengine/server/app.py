@@ -163,7 +163,12 @@ class EngineServer:
         self.config = config
         self.manifests, self._roots = _load_manifests(config.datasets)
         self.engine_id = f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
-        self.stats = StatsRecorder(self.engine_id, config.worker_count, sorted(self.manifests))
+        self.stats = StatsRecorder(
+            self.engine_id,
+            config.worker_count,
+            sorted(self.manifests),
+            capacity_window_s=config.capacity_window_s,
+        )
         self.cache = RamCache(config.ram_cache_bytes)
         self.shared = SharedTier(self.manifests, self._roots)
         self.disk: DiskCache | None = None
@@ -171,7 +176,7 @@ class EngineServer:
         self.views = _find_views(self.manifests, self._roots, self.shared.add_read)
         self.tiers = TierStack(self.cache, None, self.shared, self.views)
         self.stats.tiers = self.tiers.counters
-        self.pool = WorkerPool(config.worker_count)
+        self.pool = WorkerPool(config.worker_count, config.test_task_delay_s)
         self.segments = SharedSegments(self.engine_id, enabled=config.shared_memory)
         self.tls: ServerTLS | None = None
         if config.tls_cert is not None and config.tls_key is not None:

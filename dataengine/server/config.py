@@ -116,6 +116,18 @@ class ServerConfig:
         "'200ms' (a crash loses at most that window), or 'none'",
     )
     max_ids_per_request: int = setting(4096, help="sample ids one StreamSamples call may list")
+    capacity_window_s: float = setting(
+        30.0,
+        help="seconds the capacity gauges look back (worker busy fraction, queue wait, "
+        "capacity, client demand)",
+        flag="--capacity-window",
+    )
+    test_task_delay_s: float = setting(
+        0.0,
+        help="TEST ONLY: each sample task sleeps this long first, seconds (throttles the "
+        "workers without using CPU; benchmarks/bench_capacity.py)",
+        flag="--test-task-delay",
+    )
     max_streams: int = setting(
         0,
         help="long-lived calls (streams, shared-memory and data-channel leases) open at once "
@@ -147,6 +159,12 @@ class ServerConfig:
         self._check_tls()
         self._check_exposure()
         check_int(self.max_ids_per_request, "server.max_ids_per_request", 1)
+        check_range(
+            self.capacity_window_s, "server.capacity_window_s", 1, finite=True, unit="seconds"
+        )
+        check_range(
+            self.test_task_delay_s, "server.test_task_delay_s", 0, finite=True, unit="seconds"
+        )
         parse_durability(self.audit_durability, "server.audit_durability")
         check_int(self.max_streams, "server.max_streams", 0, note="0 = derived")
         check_int(self.max_streams_per_principal, "server.max_streams_per_principal", 0)

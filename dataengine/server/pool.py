@@ -10,9 +10,11 @@ initializer limits every pool already loaded.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import dataclasses
 import logging
 import multiprocessing
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -31,10 +33,12 @@ def _ready() -> bool:
 
 class WorkerPool:
     """``start()`` spawns ``workers`` processes and waits until each has
-    imported the pipeline; ``stop()`` cancels queued work and joins them."""
+    imported the pipeline; ``stop()`` cancels queued work and joins them.
+    ``test_delay_s`` makes each sample task sleep first (test only)."""
 
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, test_delay_s: float = 0.0) -> None:
         self.workers = workers
+        self.test_delay_s = test_delay_s
         self._executor: cf.ProcessPoolExecutor | None = None
         self._pending = 0
         self._lock = threading.Lock()
@@ -51,6 +55,7 @@ class WorkerPool:
                 max_workers=self.workers,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=init_worker,
+                initargs=(self.test_delay_s,),
             )
             ready = [executor.submit(_ready) for _ in range(self.workers)]
         cf.wait(ready)
@@ -75,8 +80,9 @@ class WorkerPool:
         return self._pending
 
     def submit(self, task: SampleTask) -> cf.Future[TaskResult]:
-        """Queue one task (``tasks.produce_sample`` runs it in a worker)."""
-        return self.call(produce_sample, task)
+        """Queue one task (``tasks.produce_sample`` runs it in a worker),
+        stamped with the time it was queued (its queue wait)."""
+        return self.call(produce_sample, dataclasses.replace(task, submitted=time.monotonic()))
 
     def call(self, fn: Callable[..., _T], *args: Any) -> cf.Future[_T]:
         """Run a picklable module-level function in one worker, for

@@ -25,6 +25,7 @@ from typing import Any, NoReturn
 
 import grpc
 
+from dataengine.demand import DEMAND_METADATA, parse_demand
 from dataengine.errors import DataEngineError
 from dataengine.pipeline.spec import PipelineSpec
 from dataengine.prepared import source_fingerprint
@@ -34,6 +35,7 @@ from dataengine.server.requests import resolve_dataset, resolve_pipeline, valida
 from dataengine.server.shm import SharedSegments, SharedTarget
 from dataengine.server.stats import StatsRecorder
 from dataengine.server.tasks import SampleTask, TaskResult
+from dataengine.server.usage import TaskUsage
 from dataengine.shards import Manifest
 from dataengine.tiers.stack import Claim, Fetch, TierStack
 from dataengine.transport import DATA_CHANNEL, FINGERPRINT_METADATA, SHARED_MEMORY, TCP
@@ -48,6 +50,11 @@ _POLL_S = 0.5
 def _prefix_seconds(result: TaskResult) -> float:
     """What producing the sample's prefix cost (read + decompress + decode)."""
     return sum(result.timings.get(stage, 0.0) for stage in ("read", "decompress", "decode"))
+
+
+def _usage(result: TaskResult, source: str, served: bool) -> TaskUsage:
+    """What a finished task cost the workers, for the capacity signal."""
+    return TaskUsage(result.submitted, result.started, result.finished, result.cpu, source, served)
 
 
 def _task(
@@ -199,6 +206,7 @@ class _Stream:
             source = tiers.settle(early, result.report)
             tiers.finish_ahead(early, result.prefix_blob, _prefix_seconds(result), source)
             self._stats.add_stage_times(result.timings)
+            self._stats.usage.add(_usage(result, source, served=False))
             return None
         served = self.inflight.pop(future, None)
         if served is None:
@@ -230,6 +238,7 @@ class _Stream:
             self._stats.add_source(self._dataset, source)
             self._stats.add_transport(transport)
         self._stats.add_stage_times(result.timings)
+        self._stats.usage.add(_usage(result, source, served=result.error_kind is None))
         return message
 
     def abandon(self) -> None:
@@ -301,6 +310,15 @@ class DataEngineServicer:
         known = self._fingerprints.get(manifest.name)
         return known if known is not None else source_fingerprint(manifest)
 
+    def _note_demand(self, context: grpc.ServicerContext) -> None:
+        """Keep the client's demand report, if its call carries one."""
+        for key, value in context.invocation_metadata() or ():
+            if key == DEMAND_METADATA and isinstance(value, str):
+                report = parse_demand(value)
+                if report is not None:
+                    self._stats.usage.add_demand(*report, peer=context.peer())
+                return
+
     def _target(self, request: pb.SampleRequest) -> SharedTarget | ChannelTarget | None:
         """Where the request's samples go besides the stream: its segment's
         slots, its data channel, or nowhere (None: inline)."""
@@ -326,6 +344,7 @@ class DataEngineServicer:
         except DataEngineError as exc:
             self._fail(context, exc)
         context.send_initial_metadata(((FINGERPRINT_METADATA, self._fingerprint(manifest)),))
+        self._note_demand(context)
         cancelled = threading.Event()
         context.add_callback(cancelled.set)
         self._stats.add_stream()

@@ -8,10 +8,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
 
 from dataengine import __version__
+from dataengine.server.usage import QUEUE_WAIT_BUCKETS, WorkerUsage
 from dataengine.tiers.counters import CacheCounters
 from dataengine.tiers.stack import SOURCES
 from dataengine.transport import TRANSPORTS
@@ -54,11 +55,16 @@ class StatsRecorder:
     """Thread-safe counters. ``gauges`` are callables sampled at read time
     (queue depths); ``tiers`` returns ``CacheCounters`` per tier ("L0", "L1",
     "L1d", "L2"), also sampled at read time. Served samples are also counted
-    per dataset by the source of their prefix (``tiers.stack.SOURCES``)."""
+    per dataset by the source of their prefix (``tiers.stack.SOURCES``).
+    ``usage`` is the capacity signal over the last ``capacity_window_s``
+    seconds (``server/usage.py``)."""
 
-    def __init__(self, engine_id: str, workers: int, datasets: list[str]) -> None:
+    def __init__(
+        self, engine_id: str, workers: int, datasets: list[str], capacity_window_s: float = 30.0
+    ) -> None:
         self.engine_id = engine_id
         self.workers = workers
+        self.usage = WorkerUsage(workers, capacity_window_s)
         self.datasets = datasets
         self._lock = threading.Lock()
         self._started = time.monotonic()
@@ -156,6 +162,7 @@ class StatsRecorder:
         msg.shared_segments = self.shared_segments()
         msg.data_channels = self.data_channels()
         msg.insecure = self.insecure
+        msg.capacity.CopyFrom(self.usage.snapshot())
         for name, gauge in self.gauges.items():
             msg.queue_depths[name] = gauge()
         for tier, c in self.tiers().items():
@@ -192,8 +199,11 @@ class PrometheusCollector(Collector):
     def __init__(self, stats: StatsRecorder) -> None:
         self._stats = stats
 
-    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+    def collect(
+        self,
+    ) -> Iterator[GaugeMetricFamily | CounterMetricFamily | HistogramMetricFamily]:
         s = self._stats.snapshot()
+        yield from _capacity_metrics(s.capacity, self._stats.usage)
         yield CounterMetricFamily(
             "medstream_engine_samples_served", "Samples streamed", value=s.samples_served
         )
@@ -262,3 +272,43 @@ class PrometheusCollector(Collector):
             for c in s.caches:
                 metric.add_metric([c.tier], getattr(c, field))
             yield metric
+
+
+def _capacity_metrics(
+    c: pb.CapacityStats, usage: WorkerUsage
+) -> Iterator[GaugeMetricFamily | CounterMetricFamily | HistogramMetricFamily]:
+    """The capacity signal (``server/usage.py``): gauges over the window,
+    counters and the queue-wait histogram since start. Every series is
+    exported from the start, at zero, so dashboards and alerts find them."""
+    window = f"over the last {usage.window_s:g} s"
+    yield GaugeMetricFamily("medstream_engine_workers", "Decode worker processes", value=c.workers)
+    yield GaugeMetricFamily(
+        "medstream_engine_worker_busy_fraction",
+        f"Share of the decode workers' wall time spent in tasks (0..1), {window}",
+        value=c.worker_busy_fraction,
+    )
+    yield GaugeMetricFamily(
+        "medstream_engine_capacity_samples_per_second",
+        "Samples/s this engine would deliver with its workers fully busy, at the recent "
+        f"sample mix, {window} (0: nothing served in the window)",
+        value=c.capacity_samples_per_second,
+    )
+    cpu = CounterMetricFamily(
+        "medstream_engine_sample_cpu_seconds",
+        "Decode-worker CPU seconds by stage and by the source of the sample's prefix",
+        labels=["stage", "source"],
+    )
+    cpu_totals, counts, total = usage.totals()
+    for (source, stage), seconds in sorted(cpu_totals.items()):
+        cpu.add_metric([stage, source], seconds)
+    yield cpu
+    running, buckets = 0, []
+    for bound, count in zip((*QUEUE_WAIT_BUCKETS, float("inf")), counts, strict=True):
+        running += count
+        buckets.append(("+Inf" if bound == float("inf") else f"{bound:g}", running))
+    yield HistogramMetricFamily(
+        "medstream_engine_queue_wait_seconds",
+        "Seconds a decode task waited from the front's submit until a worker took it",
+        buckets=buckets,
+        sum_value=total,
+    )

@@ -63,6 +63,7 @@ _MAX_READERS = 32
 _SWEEP_EVERY = 64  # tasks between checks that open L1 files still exist
 _SEGMENTS: dict[str, Segment] = {}  # shared-memory segments this worker wrote to
 _tasks_run = 0
+_test_delay_s = 0.0
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,7 @@ class SampleTask:
     cached: Path | None = None
     cache_to: Path | None = None
     shared: tuple[str, int, int] | None = None
+    submitted: float = 0.0  # time.monotonic() when the front queued it (WorkerPool.submit)
 
 
 @dataclass
@@ -99,7 +101,10 @@ class TaskResult:
     written in the tiers (``read_tier`` / ``read_bytes``: the last shard
     read's tier, "L1", "L2" or None, and the bytes of all shard reads).
     A sample written into shared memory has ``shared_size`` bytes there and
-    empty ``sample_bytes``."""
+    empty ``sample_bytes``. ``submitted``, ``started`` and ``finished`` are
+    ``time.monotonic()`` (one clock for all processes of a host): queued by
+    the front, begun and ended by the worker; ``cpu`` is the worker's CPU
+    seconds by stage (``server/usage.py``'s ``CPU_STAGES``)."""
 
     sample_id: int
     sample_bytes: bytes
@@ -108,6 +113,10 @@ class TaskResult:
     error_kind: str | None = None
     report: ReadReport = field(default_factory=ReadReport)
     shared_size: int = 0  # bytes written into the task's shared slot (0: none)
+    submitted: float = 0.0
+    started: float = 0.0
+    finished: float = 0.0
+    cpu: dict[str, float] = field(default_factory=dict)
 
     @property
     def read_tier(self) -> str | None:
@@ -118,10 +127,13 @@ class TaskResult:
         return sum(n for _, n in self.report.reads)
 
 
-def init_worker() -> None:
+def init_worker(test_delay_s: float = 0.0) -> None:
     """Process initializer: one thread per worker for torch, OpenMP, BLAS
     and the codecs (the pool is the parallelism, ``dataengine/threads.py``);
-    exit when the engine process is gone."""
+    exit when the engine process is gone. ``test_delay_s``: each sample
+    task sleeps that long first (``serve --test-task-delay``, test only)."""
+    global _test_delay_s
+    _test_delay_s = test_delay_s
     limit_worker_threads()
     # Ctrl-C in a terminal reaches the whole process group: the engine drains
     # and stops its workers itself, so they must not die mid-task first.
@@ -211,6 +223,35 @@ _UNUSABLE = (DataLossError, DecodeError, NotFoundError, OSError)
 Prefix = tuple[dict[str, np.ndarray], bytes | None]
 
 
+class _Clock:
+    """A task's wall seconds (``timings``, perf_counter) and worker CPU
+    seconds (process_time) by stage; a mark is ``now()``'s pair."""
+
+    def __init__(self) -> None:
+        self.started = time.monotonic()
+        self.timings: dict[str, float] = {}
+        self._cpu: dict[str, float] = {}
+        self._cpu0 = time.process_time()
+
+    @staticmethod
+    def now() -> tuple[float, float]:
+        return time.perf_counter(), time.process_time()
+
+    def add(self, stage: str, t0: tuple[float, float], t1: tuple[float, float]) -> None:
+        self.timings[stage] = self.timings.get(stage, 0.0) + t1[0] - t0[0]
+        self.add_cpu(stage, t0, t1)
+
+    def add_cpu(self, stage: str, t0: tuple[float, float], t1: tuple[float, float]) -> None:
+        self._cpu[stage] = self._cpu.get(stage, 0.0) + t1[1] - t0[1]
+
+    def cpu_by_stage(self) -> dict[str, float]:
+        """CPU seconds by stage; "other" is the task's CPU outside them."""
+        total = time.process_time() - self._cpu0
+        cpu = dict(self._cpu)
+        cpu["other"] = max(0.0, total - sum(cpu.values()))
+        return cpu
+
+
 def _message(sample_id: int, exc: Exception) -> str:
     """An error's text as ``Sample.error.message`` carries it."""
     message = str(exc)
@@ -218,32 +259,30 @@ def _message(sample_id: int, exc: Exception) -> str:
 
 
 def _from_prepared(
-    task: SampleTask, where: ShardLocation, report: ReadReport, timings: dict[str, float]
+    task: SampleTask, where: ShardLocation, report: ReadReport, clock: _Clock
 ) -> Prefix | None:
     """The prefix from the view shard at ``where``; None when unusable."""
     sid = task.sample_id
-    t0 = time.perf_counter()
+    t0 = clock.now()
     try:
         value = _read_value(where, sid, report)
-        t1 = time.perf_counter()
+        t1 = clock.now()
         blob = decompress_blob(value, sid)
         report.source = PREPARED
         prefix = decode_prefix(blob, sid)
     except _UNUSABLE as exc:
         report.fallback = f"prepared value in {where.path}: {exc}"
         return None
-    timings["read"] = t1 - t0
-    timings["decompress"] = time.perf_counter() - t1
+    clock.add("read", t0, t1)
+    clock.add("decompress", t1, clock.now())
     return prefix, blob
 
 
-def _from_cache(
-    task: SampleTask, path: Path, report: ReadReport, timings: dict[str, float]
-) -> Prefix | None:
+def _from_cache(task: SampleTask, path: Path, report: ReadReport, clock: _Clock) -> Prefix | None:
     """The prefix from the decode cache entry at ``path``; None when it is
     gone or unusable (then it is deleted, and the front told)."""
     sid = task.sample_id
-    t0 = time.perf_counter()
+    t0 = clock.now()
     try:
         blob, size = read_entry(path, sid)
         report.source = DECODE_CACHE
@@ -258,7 +297,7 @@ def _from_cache(
         report.fallback = f"decode cache entry {path} deleted: {exc}"
         return None
     report.cache_read_bytes = size
-    timings["read"] = time.perf_counter() - t0  # read, decompress and parse
+    clock.add("read", t0, clock.now())  # read, decompress and parse
     return prefix, blob
 
 
@@ -278,7 +317,7 @@ def _write_cache(task: SampleTask, report: ReadReport, blob: bytes) -> None:
     report.cache_seconds = time.perf_counter() - t0
 
 
-def _decode(task: SampleTask, report: ReadReport, timings: dict[str, float]) -> Prefix:
+def _decode(task: SampleTask, report: ReadReport, clock: _Clock) -> Prefix:
     """The prefix decoded from the source shard; its blob (when the front or
     the decode cache wants it) is written to the decode cache. A study that
     fails to decode is cached as its error, and the error raised."""
@@ -286,14 +325,16 @@ def _decode(task: SampleTask, report: ReadReport, timings: dict[str, float]) -> 
     sid = task.sample_id
     if task.shard is None:
         raise NotFoundError("no shard location was given", sample_id=sid)
-    t0 = time.perf_counter()
+    t0 = clock.now()
     value = _read_value(task.shard, sid, report)
-    t1 = time.perf_counter()
+    t1 = clock.now()
     record = parse_record(decompress_value(value, sample_id=sid), sample_id=sid)
-    timings["read"] = t1 - t0
-    timings["decompress"] = time.perf_counter() - t1
+    t2 = clock.now()
+    clock.add("read", t0, t1)
+    clock.add("decompress", t1, t2)
     try:
-        prefix = run_prefix(record, task.spec, timings)
+        prefix = run_prefix(record, task.spec, clock.timings)
+        clock.add_cpu("decode", t2, clock.now())  # run_prefix books its wall time
     except DataEngineError as exc:
         if exc.kind != "internal":  # a property of the study, not a bug
             _write_cache(task, report, encode_prefix_error(sid, exc.kind, _message(sid, exc)))
@@ -305,20 +346,20 @@ def _decode(task: SampleTask, report: ReadReport, timings: dict[str, float]) -> 
     return prefix, blob
 
 
-def _find_prefix(task: SampleTask, report: ReadReport, timings: dict[str, float]) -> Prefix:
+def _find_prefix(task: SampleTask, report: ReadReport, clock: _Clock) -> Prefix:
     """The sample's prefix arrays and blob from the first source that has it."""
     if task.prefix_blob is not None:
         report.source = RAM
         return decode_prefix(task.prefix_blob, task.sample_id), task.prefix_blob
     if task.prepared is not None:
-        found = _from_prepared(task, task.prepared, report, timings)
+        found = _from_prepared(task, task.prepared, report, clock)
         if found is not None:
             return found
     if task.cached is not None:
-        found = _from_cache(task, task.cached, report, timings)
+        found = _from_cache(task, task.cached, report, clock)
         if found is not None:
             return found
-    return _decode(task, report, timings)
+    return _decode(task, report, clock)
 
 
 def _shared_segment(name: str) -> Segment:
@@ -357,22 +398,32 @@ def produce_sample(task: SampleTask) -> TaskResult:
     _tasks_run += 1
     if _tasks_run % _SWEEP_EVERY == 0:
         _sweep()
+    clock = _Clock()
+    if _test_delay_s and not task.prefix_only:
+        time.sleep(_test_delay_s)  # test only: a throttled worker, no CPU spent
+    result = _produce(task, clock)
+    result.submitted, result.started = task.submitted, clock.started
+    result.finished, result.cpu = time.monotonic(), clock.cpu_by_stage()
+    return result
+
+
+def _produce(task: SampleTask, clock: _Clock) -> TaskResult:
     sid = task.sample_id
-    timings: dict[str, float] = {}
+    timings = clock.timings
     report = ReadReport()
     try:
-        prefix, blob = _find_prefix(task, report, timings)
+        prefix, blob = _find_prefix(task, report, clock)
         wanted = task.want_prefix or task.prefix_only
         back = blob if wanted and report.source != RAM else None
         if task.prefix_only:
             return TaskResult(sid, b"", back, timings, report=report)
-        t0 = time.perf_counter()
+        t0 = clock.now()
         arrays = augment(prefix, task.spec, task.seed, task.epoch, sid)
-        t1 = time.perf_counter()
-        timings["augment"] = t1 - t0
+        t1 = clock.now()
+        clock.add("augment", t0, t1)
         size = 0 if task.shared is None else _write_shared(task.shared, sid, arrays, task.spec)
         data = b"" if size else encode_sample(sid, arrays, task.spec)  # the spec's wire dtypes
-        timings["serialize"] = time.perf_counter() - t1
+        clock.add("serialize", t1, clock.now())
         return TaskResult(sid, data, back, timings, report=report, shared_size=size)
     except DataEngineError as exc:
         kind, message = exc.kind, _message(sid, exc)
