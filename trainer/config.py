@@ -84,6 +84,30 @@ class ModelConfig:
     max_text_tokens: int = 128
     dropout: float = 0.0
     activation_checkpointing: bool = False
+    # What decodes the report (trainer/backbone.py, trainer/build.py): the
+    # built-in decoder above by default.
+    backbone: str | dict[str, Any] | None = setting(
+        None,
+        metavar="PATH_OR_CONFIG.json",
+        help="a Hugging Face causal LM as the text decoder: a local checkpoint directory "
+        "(from_pretrained, no hub access) or a config JSON (from_config: fresh weights); "
+        "image and waveform become its prefix (default: the built-in decoder)",
+    )
+    tokenizer_dir: str | None = setting(
+        None,
+        help="directory holding the backbone's tokenizer.json (and tokenizer_config.json); "
+        "engines serve the same files (dataengine serve --tokenizer-dir) and the pipeline "
+        "asks for tokenizer.json (default: the checkpoint directory when it holds one, "
+        "else the byte tokenizer)",
+    )
+    factory: str | None = setting(
+        None,
+        flag="--model",
+        metavar="MODULE:FUNCTION",
+        help="your own model: package.module:build, called with the RunConfig (or nothing), "
+        "returning an nn.Module whose forward(batch) returns the scalar loss "
+        "(trainer/README.md)",
+    )
 
     def __post_init__(self) -> None:
         for name, lo in (
@@ -136,6 +160,25 @@ class ModelConfig:
             isinstance(self.activation_checkpointing, bool),
             "model.activation_checkpointing",
             f"must be true or false, got {self.activation_checkpointing!r}",
+        )
+        check(
+            self.backbone is None
+            or (isinstance(self.backbone, str) and bool(self.backbone))
+            or isinstance(self.backbone, Mapping),
+            "model.backbone",
+            f"must be a path or a config object, got {self.backbone!r}",
+        )
+        check(
+            self.tokenizer_dir is None
+            or (isinstance(self.tokenizer_dir, str) and bool(self.tokenizer_dir)),
+            "model.tokenizer_dir",
+            f"must be a directory path, got {self.tokenizer_dir!r}",
+        )
+        module, _, name = (self.factory or "").partition(":")
+        check(
+            self.factory is None or (bool(module) and name.isidentifier()),
+            "model.factory",
+            f"must be package.module:function, got {self.factory!r}",
         )
 
     @property
@@ -392,6 +435,7 @@ def load_config(
     *,
     size: str | None = None,
     train_overrides: Mapping[str, Any] | None = None,
+    model_overrides: Mapping[str, Any] | None = None,
     deepspeed_config: Path | str | None = None,
     data: Mapping[str, Any] | None = None,
 ) -> RunConfig:
@@ -399,8 +443,9 @@ def load_config(
     an already-parsed dict (``data``), and single-field train overrides.
 
     ``size`` (when not None) wins over the file's ``"size"``;
-    ``train_overrides`` (e.g. ``{"steps": 10}``) win over the file's ``train``
-    section; ``deepspeed_config`` names a DeepSpeed JSON file that replaces
+    ``train_overrides`` (e.g. ``{"steps": 10}``) and ``model_overrides``
+    (``{"backbone": PATH}``) win over the file's ``train`` and ``model``
+    sections; ``deepspeed_config`` names a DeepSpeed JSON file that replaces
     the default one (the file's ``deepspeed`` section still merges over it).
     Derived defaults are logged once, here. Raises ``ConfigError`` naming the
     offending key or field.
@@ -418,10 +463,18 @@ def load_config(
         raise ConfigError("size", f"must be one of {', '.join(PRESETS)}, got {size_name!r}")
     model_raw = raw.get("model", {})
     _check_keys("model", model_raw, {f.name for f in fields(ModelConfig)})
+    model_raw = {**model_raw, **{k: v for k, v in (model_overrides or {}).items() if v is not None}}
     model = replace(PRESETS[size_name], **model_raw)
 
     pipe_raw = dict(raw.get("pipeline", {}))
     _check_keys("pipeline", pipe_raw, {f.name for f in fields(PipelineSpec)})
+    if model.backbone is not None or model.tokenizer_dir is not None or model.factory is not None:
+        from trainer.build import resolve_text  # imports transformers: only when asked
+
+        model, tokenizer = resolve_text(model, set(model_raw))
+        if tokenizer is not None and "tokenizer" not in pipe_raw:
+            pipe_raw["tokenizer"] = tokenizer
+            derived.append(f"pipeline.tokenizer={tokenizer}")
     if "augment" in pipe_raw:
         aug_raw = pipe_raw["augment"]
         _check_keys("pipeline.augment", aug_raw, {f.name for f in fields(Augmentations)})

@@ -55,10 +55,11 @@ from dataengine.client import EngineClient, parse_endpoints
 from dataengine.configs import add_flags, flag_values
 from dataengine.errors import ConfigError, DataEngineError
 from dataengine.security.client import ClientSecurity
-from trainer.config import PRESETS, RunConfig, TrainConfig, load_config
+from trainer.build import build_model, check_loss
+from trainer.config import PRESETS, ModelConfig, RunConfig, TrainConfig, load_config
 from trainer.distributed import DistInfo, all_reduce_mean, init_distributed
 from trainer.metrics import DataWait, TrainerMetrics
-from trainer.model import MODEL_INPUTS, MultimodalModel
+from trainer.model import MODEL_INPUTS
 from trainer.prefetch import DevicePrefetcher
 
 __all__ = ["RunArgs", "TrainResult", "main", "parse_args", "train"]
@@ -304,8 +305,7 @@ def train(cfg: RunConfig, args: RunArgs) -> TrainResult:
             tc.pipeline.wave_dtype,
         )
         torch.manual_seed(tc.seed)  # the same initial weights on every rank
-        model = MultimodalModel(cfg.model)
-        _LOG.info("model: %.2f M parameters", model.num_parameters() / 1e6)
+        model = build_model(cfg)  # built-in, --backbone or --model; logs its size
         model_engine, _, _, _ = deepspeed.initialize(
             model=model, model_parameters=model.parameters(), config=dict(cfg.deepspeed)
         )
@@ -351,6 +351,7 @@ def train(cfg: RunConfig, args: RunArgs) -> TrainResult:
                 ids.extend(batch.sample_ids)
                 cursor = batch.state
                 loss = model_engine(batch.inputs)
+                check_loss(loss, cfg)  # a scalar tensor (a --model factory's forward)
                 model_engine.backward(loss)
                 model_engine.step()  # steps the optimizer on the last micro-batch only
                 micro_losses.append(loss.detach().float())
@@ -409,6 +410,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--size", choices=sorted(PRESETS), help="model preset (default: tiny)")
     # One flag per TrainConfig setting; given flags win over --config's train section.
     add_flags(p, TrainConfig)
+    # --backbone, --tokenizer-dir, --model: what decodes the report (trainer/build.py).
+    add_flags(p, ModelConfig)
     # How to reach the engines: one flag per ClientSecurity setting (TLS files ...).
     add_flags(p, ClientSecurity)
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
@@ -447,6 +450,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             size=args.size,
             deepspeed_config=args.ds_config,
             train_overrides=flag_values(TrainConfig, args),
+            model_overrides=flag_values(ModelConfig, args),
         )
         if args.write_pipeline is not None:
             body = json.dumps(cfg.train.pipeline.to_dict(), indent=2) + "\n"
