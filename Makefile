@@ -25,6 +25,9 @@ $(STAMP): pyproject.toml
 	# Build DeepSpeed's CPU ops (shared-memory collective, fused Adam) once,
 	# here, rather than inside the first training tests (minutes of g++).
 	if ! command -v nvidia-smi >/dev/null 2>&1; then $(PY) -c "$$DS_PREBUILD"; fi
+	# The real promtool for tests/deploy (Debian's prometheus package, into
+	# .venv/tools; the tests fetch it themselves when it is missing).
+	$(PY) tools/promtool.py --path
 	touch $(STAMP)
 
 demo: $(STAMP)
