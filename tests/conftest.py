@@ -228,3 +228,52 @@ def write_hf_tokenizer() -> Any:
         return directory
 
     return _write
+
+
+@pytest.fixture(scope="session")
+def trainer_scrape(engine: str) -> tuple[str, str]:
+    """A real ``python -m trainer --metrics-port P --metrics-linger 120`` run
+    (5 steps of 4 samples on ``engine``), scraped over HTTP until it exits:
+    ``(the last scrape that saw every step, the trainer's output)``. The
+    trainer waits for a scrape after its last step before it exits."""
+    import os
+    import re
+    import socket
+    import sys
+    import tempfile
+    import urllib.request
+
+    steps = 5
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.setdefault("TORCH_EXTENSIONS_DIR", str(Path(sys.prefix) / "torch_extensions"))
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
+    cmd = [sys.executable, "-m", "trainer", "--engines", engine, "--steps", str(steps)]
+    cmd += ["--metrics-port", str(port), "--metrics-linger", "120"]
+    done = re.compile(rf"^medstream_trainer_step_seconds_count {steps}\.0$", re.M)
+    final = None
+    with tempfile.TemporaryFile("w+") as log:
+        repo = Path(__file__).resolve().parents[1]
+        with subprocess.Popen(cmd, cwd=repo, env=env, stdout=log, stderr=log, text=True) as proc:
+            try:
+                while proc.poll() is None:
+                    try:
+                        with urllib.request.urlopen(
+                            f"http://127.0.0.1:{port}/metrics", timeout=10
+                        ) as reply:
+                            text = reply.read().decode()
+                        if done.search(text):
+                            final = text
+                    except OSError:
+                        pass  # not serving yet, or gone
+                    time.sleep(0.1)
+            finally:
+                proc.kill()
+        log.seek(0)
+        output = log.read()
+    assert proc.returncode == 0, output[-6000:]
+    assert final is not None, f"no scrape saw step {steps}:\n{output[-6000:]}"
+    return final, output

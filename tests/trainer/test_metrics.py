@@ -1,26 +1,17 @@
 """Trainer metrics (``trainer/metrics.py``): the one data-wait definition,
 the Prometheus figures, and a real ``python -m trainer --metrics-port`` run
-scraped over HTTP."""
+scraped over HTTP (the ``trainer_scrape`` fixture)."""
 
 from __future__ import annotations
 
-import os
-import re
-import subprocess
-import sys
-import tempfile
-import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from trainer.distributed import DistInfo, free_port
 from trainer.metrics import DataWait, TrainerMetrics
-
-REPO = Path(__file__).resolve().parents[2]
 
 # The names of the contract (README "Trainer metrics"), as exposed.
 TRAINER_METRICS = {
@@ -105,48 +96,9 @@ def test_each_rank_serves_on_port_plus_local_rank() -> None:
         urllib.request.urlopen(f"http://127.0.0.1:{base + 1}/metrics", timeout=10)
 
 
-def _scrape(port: int) -> str | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
-            return str(reply.read().decode())
-    except OSError:
-        return None
-
-
-def scrape_live_trainer(engine: str, steps: int, *extra: str) -> tuple[str, str]:
-    """Run ``python -m trainer --metrics-port P --metrics-linger 120`` on
-    ``engine`` and scrape it until the process ends; returns the last scrape
-    that saw every step (the trainer waits for it before exiting) and the
-    trainer's output."""
-    port = free_port()
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env.setdefault("TORCH_EXTENSIONS_DIR", str(Path(sys.prefix) / "torch_extensions"))
-    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
-        env.pop(key, None)
-    cmd = [sys.executable, "-m", "trainer", "--engines", engine, "--steps", str(steps)]
-    cmd += ["--metrics-port", str(port), "--metrics-linger", "120", *extra]
-    final = None
-    done = re.compile(rf"^medstream_trainer_step_seconds_count {steps}\.0$", re.M)
-    with tempfile.TemporaryFile("w+") as log:
-        with subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=log, text=True) as proc:
-            try:
-                while proc.poll() is None:
-                    text = _scrape(port)
-                    if text is not None and done.search(text):
-                        final = text
-                    time.sleep(0.1)
-            finally:
-                proc.kill()
-        log.seek(0)
-        output = log.read()
-    assert proc.returncode == 0, output[-6000:]
-    assert final is not None, f"no scrape saw step {steps}:\n{output[-6000:]}"
-    return final, output
-
-
 @pytest.mark.slow
-def test_a_live_trainer_exports_every_figure(engine: str) -> None:
-    text, output = scrape_live_trainer(engine, 5)
+def test_a_live_trainer_exports_every_figure(trainer_scrape: tuple[str, str]) -> None:
+    text, output = trainer_scrape  # 5 steps of 4 samples, tests/conftest.py
     names = {name for name, _ in samples(text)}
     assert names >= TRAINER_METRICS, sorted(TRAINER_METRICS - names)
     assert value(text, "medstream_trainer_samples_total") == 20  # 5 steps of 4
