@@ -285,7 +285,11 @@ def build_backbone(cfg: ModelConfig, deepspeed: Mapping[str, Any]) -> BackboneMo
     field = "pipeline.tokenizer" if tok_dir is None else "model.tokenizer_dir"
     check_tokenizer(tok, lm.config, field)
     bos = tok.bos_id
-    model = BackboneModel(cfg, lm, bos_id=bos).to(dtype)
+    model = BackboneModel(cfg, lm, bos_id=bos)
+    # The language model is already in ``dtype`` (and, under ZeRO-3,
+    # partitioned: ``.to`` would not reach its shards); the prefix joins it.
+    for part in (model.image, model.wave, model.image_proj, model.wave_proj):
+        part.to(dtype)
     model._hf_deepspeed = keep
     _LOG.info(
         "backbone: %s %s, hidden %d, vocab %d, %s",
