@@ -315,3 +315,34 @@ def test_hf_tokenizer_without_an_eos_is_config_error(tmp_path: Path, write_hf_to
     broken.write_text(json.dumps({"model": {"type": "nonsense"}}), encoding="utf-8")
     with pytest.raises(ConfigError, match=r"not a Hugging Face tokenizer\.json"):
         load_tokenizer(str(broken))
+
+
+def test_hf_tokenizer_ids_past_int16_are_stored_as_int32(tmp_path: Path) -> None:
+    import numpy as np
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    from dataengine.pipeline.stored import decode_prefix, encode_prefix, to_stored
+
+    words = {"[UNK]": 0, "</s>": 1, **{f"w{i}": i + 2 for i in range(40_000)}}
+    big = Tokenizer(models.WordLevel(words, unk_token="[UNK]"))
+    big.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    big.add_special_tokens(["</s>"])  # the id it has, marked special
+    (tmp_path / "tokenizer.json").write_text(big.to_str(), encoding="utf-8")
+    tok = load_tokenizer(str(tmp_path / "tokenizer.json"))
+    assert (tok.vocab_size, tok.eos_id, tok.bos_id) == (40_002, 1, 1)  # "</s>" by name
+
+    ids = [tok.bos_id, *tok.encode("w39999 w7 nonsense"), tok.eos_id]
+    assert ids == [1, 40_001, 9, 0, 1]
+    prefix = {
+        "hu": np.zeros((1, 8, 8), np.float32),
+        "wave": np.zeros((12, 16), np.float32),
+        "tokens": np.asarray(ids, np.int32),
+        "present": np.ones(2, np.uint8),
+    }
+    stored = to_stored(prefix, voi_lut=False, vocab_size=tok.vocab_size)
+    assert stored["tokens"].dtype == np.int32
+    assert decode_prefix(encode_prefix(3, stored), 3)["tokens"].tolist() == ids
+    small = to_stored(
+        prefix | {"tokens": np.asarray([1, 9], np.int32)}, voi_lut=False, vocab_size=320
+    )
+    assert small["tokens"].dtype == np.int16
