@@ -82,7 +82,9 @@ class ServerConfig:
     data_port: int = setting(0, help="the data channel's port (0 picks a free port)")
     tokenizer_dir: Path | None = setting(
         None,
-        help="vocabulary files requests may name, by file name (default: only the byte tokenizer)",
+        help="tokenizers requests may name, by file name: vocabulary files and Hugging Face "
+        "tokenizer.json files (a model's directory, with its tokenizer_config.json) "
+        "(default: only the byte tokenizer)",
     )
     tls_cert: Path | None = setting(
         None,

@@ -41,9 +41,10 @@ def resolve_dataset(name: str, manifests: Mapping[str, Manifest]) -> Manifest:
 def resolve_pipeline(msg: pb.PipelineSpec, tokenizer_dir: Path | None) -> PipelineSpec:
     """Validate the request's pipeline and resolve its tokenizer.
 
-    ``tokenizer`` is ``"byte"`` or the bare file name of a vocabulary in the
-    engine's ``tokenizer_dir``: a client never names arbitrary paths on the
-    engine host. The file is loaded here, so a bad one is reported at once."""
+    ``tokenizer`` is ``"byte"`` or the bare file name of a vocabulary or a
+    Hugging Face ``tokenizer.json`` in the engine's ``tokenizer_dir``: a
+    client never names arbitrary paths on the engine host. The file is loaded
+    here, so a bad one is reported at once."""
     spec = PipelineSpec.from_proto(msg)
     if spec.tokenizer == "byte":
         return spec
