@@ -22,6 +22,7 @@ import inspect
 import logging
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -29,9 +30,10 @@ from torch import nn
 
 from dataengine.errors import ConfigError
 from dataengine.formats.text import HF_TOKENIZER_FILE, load_tokenizer
+from dataengine.pipeline.spec import PipelineSpec
 from trainer.config import ModelConfig, RunConfig
 
-__all__ = ["build_model", "check_loss", "resolve_factory", "resolve_text"]
+__all__ = ["build_model", "check_loss", "local_pipeline", "resolve_factory", "resolve_text"]
 
 _LOG = logging.getLogger(__name__)
 
@@ -76,6 +78,23 @@ def resolve_text(model: ModelConfig, given: set[str]) -> tuple[ModelConfig, str 
                 f"is {model.vocab_size} but the tokenizer in {tok_dir} has {tok.vocab_size} ids",
             )
     return model, None if tok_dir is None else HF_TOKENIZER_FILE
+
+
+def local_pipeline(cfg: RunConfig) -> PipelineSpec:
+    """The run's pipeline with the tokenizer as this host's file: engines are
+    asked for ``tokenizer.json`` in their own ``--tokenizer-dir``, but
+    ``dataengine prepare --pipeline`` (``--write-pipeline``) reads the file
+    itself, and the prefix key hashes its content, the same on every host."""
+    spec = cfg.train.pipeline
+    tok_dir = cfg.model.tokenizer_dir
+    if tok_dir is None and cfg.model.backbone is not None:
+        from trainer.backbone import backbone_tokenizer_dir
+
+        found = backbone_tokenizer_dir(cfg.model)
+        tok_dir = None if found is None else str(found)
+    if spec.tokenizer != HF_TOKENIZER_FILE or tok_dir is None:
+        return spec
+    return replace(spec, tokenizer=str((Path(tok_dir) / HF_TOKENIZER_FILE).resolve()))
 
 
 def build_model(cfg: RunConfig) -> nn.Module:

@@ -55,7 +55,7 @@ from dataengine.client import EngineClient, parse_endpoints
 from dataengine.configs import add_flags, flag_values
 from dataengine.errors import ConfigError, DataEngineError
 from dataengine.security.client import ClientSecurity
-from trainer.build import build_model, check_loss
+from trainer.build import build_model, check_loss, local_pipeline
 from trainer.config import PRESETS, ModelConfig, RunConfig, TrainConfig, load_config
 from trainer.distributed import DistInfo, all_reduce_mean, init_distributed
 from trainer.metrics import DataWait, TrainerMetrics
@@ -453,12 +453,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             model_overrides=flag_values(ModelConfig, args),
         )
         if args.write_pipeline is not None:
-            body = json.dumps(cfg.train.pipeline.to_dict(), indent=2) + "\n"
+            spec = local_pipeline(cfg)  # a tokenizer.json as this host's file, for prepare
+            body = json.dumps(spec.to_dict(), indent=2) + "\n"
             args.write_pipeline.write_text(body, encoding="utf-8")
-            print(
-                f"trainer: pipeline (prefix key {cfg.train.pipeline.prefix_key()}) -> "
-                f"{args.write_pipeline}"
-            )
+            print(f"trainer: pipeline (prefix key {spec.prefix_key()}) -> {args.write_pipeline}")
             return 0
         run = RunArgs(
             parse_endpoints(args.engines),

@@ -224,6 +224,35 @@ def test_the_cli_stops_at_start_with_the_reason(tmp_path: Path) -> None:
     assert "nowhere does not exist" in proc.stderr
 
 
+def test_write_pipeline_names_this_hosts_tokenizer_for_prepare(
+    tmp_path: Path, write_hf_tokenizer
+) -> None:
+    import shutil
+
+    from dataengine.formats.text import tokenizer_identity
+    from dataengine.pipeline.spec import PipelineSpec
+    from trainer.train import main
+
+    tok_dir = write_hf_tokenizer(tmp_path / "tok", "qwen")
+    config = _config_file(tmp_path / "qwen.json", _qwen())
+    job = tmp_path / "job.json"
+    argv = [
+        "--backbone",
+        str(config),
+        "--tokenizer-dir",
+        str(tok_dir),
+        "--write-pipeline",
+        str(job),
+    ]
+    assert main(argv) == 0
+    written = PipelineSpec.from_json_file(job)
+    assert written.tokenizer == str((tok_dir / "tokenizer.json").resolve())
+    # The prefix key hashes the content: an engine's copy elsewhere matches.
+    copy = shutil.copytree(tok_dir, tmp_path / "engine-copy")
+    key = tokenizer_identity(str(copy / "tokenizer.json"))
+    assert written.prefix_fields()["tokenizer"] == key and key.startswith("hf:")
+
+
 # -- fed by a real engine serving the backbone's tokenizer --------------------
 
 
