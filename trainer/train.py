@@ -53,6 +53,7 @@ from deepspeed.accelerator import get_accelerator
 
 from dataengine.client import EngineClient, parse_endpoints
 from dataengine.configs import add_flags, flag_values
+from dataengine.discovery import DiscoverySettings
 from dataengine.errors import ConfigError, DataEngineError
 from dataengine.security.client import ClientSecurity
 from trainer.build import build_model, check_loss, local_pipeline
@@ -72,7 +73,8 @@ class RunArgs:
     """Where the data comes from and where results go (not part of the
     checkpointed config): engine endpoints, an optional JSON-lines metrics
     file, and whether to resume from ``train.checkpoint_dir``; ``client``:
-    ``EngineClient`` keyword arguments from the ``ClientSecurity`` flags
+    ``EngineClient`` keyword arguments from the ``ClientSecurity`` and
+    ``DiscoverySettings`` flags
     (``--tls-ca``, ``--tls-cert``, ``--tls-key``, ...)."""
 
     engines: tuple[str, ...]
@@ -404,7 +406,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         prog="python -m trainer",
         description="Train the multimodal model with DeepSpeed on data from engines.",
     )
-    p.add_argument("--engines", help="HOST:PORT[,HOST:PORT...] of data engines (required to train)")
+    p.add_argument(
+        "--engines",
+        metavar="SOURCE",
+        help="data engines (required to train): HOST:PORT[,HOST:PORT...], dns:///NAME:PORT "
+        "(every A/AAAA record, e.g. a headless Service) or file:///PATH (one HOST:PORT a "
+        "line); the last two are re-read every --discovery-interval seconds",
+    )
     p.add_argument("--config", type=Path, help="run config JSON (model/train/pipeline/deepspeed)")
     p.add_argument("--ds-config", type=Path, help="DeepSpeed JSON replacing ds_zero2.json")
     p.add_argument("--size", choices=sorted(PRESETS), help="model preset (default: tiny)")
@@ -414,6 +422,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add_flags(p, ModelConfig)
     # How to reach the engines: one flag per ClientSecurity setting (TLS files ...).
     add_flags(p, ClientSecurity)
+    add_flags(p, DiscoverySettings)  # --discovery-interval
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
     p.add_argument("--log-file", type=Path, help="JSON lines, one per optimizer step (rank 0)")
     p.add_argument(
@@ -462,7 +471,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parse_endpoints(args.engines),
             args.log_file,
             args.resume,
-            flag_values(ClientSecurity, args),
+            {**flag_values(ClientSecurity, args), **flag_values(DiscoverySettings, args)},
         )
         result = train(cfg, run)
     except DataEngineError as exc:

@@ -20,6 +20,21 @@ engine's health each ``health_interval_s`` (a drained engine leaves the
 ownership ring, a restarted one rejoins it); ``add_endpoint`` grows the
 fleet. Samples' bytes depend only on ``(seed, epoch, sample_id)``, so
 batches are byte-identical whichever engines serve them.
+
+Discovery: ``endpoints`` may be a ``dns:///NAME:PORT`` or ``file:///PATH``
+source (``dataengine/discovery.py``), resolved again every
+``discovery_interval_s`` seconds on a thread of its own: engines it starts
+listing take work from the next request on, engines it stops listing are
+removed as drained (their open streams finish). A failed or empty
+resolution keeps the last good set. Ranks resolve on their own and need
+not agree at a batch boundary: the discovery module's docstring says why.
+
+One dataset: every engine states its manifest fingerprint (``DatasetInfo.
+fingerprint`` and each stream's initial metadata). At start every engine
+of the starting set is described and all that answer must state the same
+one (``ConfigError`` naming both engines and both fingerprints); later an
+engine that states another (added, discovered, or restarted with another
+dataset) is refused: never routed to, logged, ``stats.engines_refused``.
 """
 
 from __future__ import annotations
@@ -44,6 +59,7 @@ from dataengine.client._fleet import Fleet
 from dataengine.client._receive import Received
 from dataengine.client.config import ClientConfig, parse_endpoints
 from dataengine.client.stats import ClientStats
+from dataengine.discovery import EngineSource, SourceWatch, parse_source
 from dataengine.errors import ConfigError, DataLossError
 from dataengine.order import epoch_order, rank_slice
 from dataengine.v1 import dataengine_pb2 as pb
@@ -52,6 +68,9 @@ __all__ = ["EngineClient", "EngineUnavailableError", "LostSample"]
 
 _LOG = logging.getLogger(__name__)
 _RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED}
+# Engines one batch may stream from at once when discovery sizes the fleet
+# (call threads start on demand, up to this bound).
+_DISCOVERED_ENGINES = 64
 
 
 @dataclass(frozen=True)
@@ -88,22 +107,29 @@ class _Fetched:
 
 class EngineClient:
     """See the module docstring. Keyword arguments are ``ClientConfig`` fields.
-    ``stats`` counts failovers, hedges and fleet events (``ClientStats``)."""
+    ``stats`` counts failovers, hedges and fleet events (``ClientStats``);
+    ``stats.discovery`` what discovery saw (``DiscoveryStats``)."""
 
     def __init__(self, endpoints: Sequence[str] | str, **kwargs: Any) -> None:
         self.config = ClientConfig.create(endpoints, **kwargs)
         self.stats = ClientStats()
-        self._fleet = Fleet(
-            self.config.endpoints, self.stats, self.config.client_tls(), self.config.token()
-        )
+        self._source: EngineSource = parse_source(self.config.endpoints)
+        self._discovery: SourceWatch | None = None
+        start = self._first_set()
+        self._discovered = set(start) if self._source.dynamic else set()
+        tls = self.config.client_tls()
+        if tls is not None and self._source.kind == "dns":
+            # Discovered engines are IP addresses: verify their certificates
+            # against the name they were discovered by.
+            tls = tls.named(self._source.host)
+        self._fleet = Fleet(start, self.stats, tls, self.config.token(), verify=self._verify)
         try:
-            self.dataset = self._describe()
+            self.dataset = self._describe_all()
             self._fleet.probe(self.config.probe_timeout_s)
         except BaseException:
             self._fleet.close()
             raise
         self._starts = np.array([s.first_sample_id for s in self.dataset.shards], dtype=np.int64)
-        self._shas = [s.sha256 for s in self.dataset.shards]
         self._epoch = 0
         self._position = 0
         # The most recent lost samples (bounded) and how many were lost in all.
@@ -111,7 +137,12 @@ class EngineClient:
         self.lost_count = 0
         self._lost_in_a_row = 0
         self._fetcher = Fetcher(
-            self.config, self._fleet, self.stats, self.dataset.name, self._shards_of
+            self.config,
+            self._fleet,
+            self.stats,
+            self.dataset.name,
+            self._shards_of,
+            max_engines=max(len(start), _DISCOVERED_ENGINES) if self._source.dynamic else None,
         )
         pin = self.config.pin_memory
         self.buffers = BatchBuffers(
@@ -123,6 +154,8 @@ class EngineClient:
         self._stop = threading.Event()
         self._monitor = threading.Thread(target=self._watch, name="engine-monitor", daemon=True)
         self._monitor.start()
+        if self._discovery is not None:
+            self._discovery.start()
 
     # -- dataset ---------------------------------------------------------
 
@@ -147,6 +180,66 @@ class EngineClient:
             f"{self.config.connect_timeout_s}s: " + ", ".join(failures)
         )
 
+    def _describe_all(self) -> pb.DatasetInfo:
+        """Describe every engine of the starting set at once. The first that
+        answers (in the order given) sets the fleet's fingerprint; every
+        other that answers must state the same (``ConfigError`` naming both
+        engines and both fingerprints). One that does not answer is checked
+        before it becomes live (``_verify``), and again by each stream."""
+        request = pb.DescribeDatasetRequest(dataset=self.config.dataset or "")
+        pending = [
+            (
+                e,
+                self._fleet.stub(e).DescribeDataset.future(
+                    request, timeout=self.config.connect_timeout_s
+                ),
+            )
+            for e in self._fleet.endpoints()
+        ]
+        answers: list[tuple[str, pb.DatasetInfo]] = []
+        failures = []
+        for endpoint, future in pending:
+            try:
+                answers.append((endpoint, future.result()))
+            except grpc.RpcError as exc:
+                if exc.code() not in _RETRYABLE:
+                    raise status_error(exc, endpoint) from None
+                failures.append(f"{endpoint} ({exc.code().name})")
+        if not answers:
+            raise EngineUnavailableError(
+                f"UNAVAILABLE: no engine answered DescribeDataset within "
+                f"{self.config.connect_timeout_s}s: " + ", ".join(failures)
+            )
+        first, info = answers[0]
+        self._fleet.set_reference(first, info.fingerprint)
+        for endpoint, other in answers[1:]:
+            reason = self._fleet.mismatch(endpoint, other.fingerprint)
+            if reason is not None:
+                raise ConfigError(
+                    "client.endpoints",
+                    f"{reason} (datasets {other.name!r} and {info.name!r}); "
+                    "list engines of one dataset only",
+                )
+        return info
+
+    def _verify(self, endpoint: str) -> str | None:
+        """Before ``endpoint`` becomes live (``Fleet.probe``): None if it
+        serves the fleet's fingerprint, else why it is refused.
+        ``EngineUnavailableError`` if it cannot be asked now."""
+        request = pb.DescribeDatasetRequest(dataset=self.dataset.name)
+        try:
+            info = self._fleet.stub(endpoint).DescribeDataset(
+                request, timeout=self.config.probe_timeout_s
+            )
+        except grpc.RpcError as exc:
+            if exc.code() in _RETRYABLE:
+                raise EngineUnavailableError(f"{endpoint}: {exc.code().name}") from None
+            return (
+                f"engine {endpoint} does not serve dataset {self.dataset.name!r} "
+                f"({exc.code().name}: {exc.details()}); it gets no work"
+            )
+        return self._fleet.mismatch(endpoint, info.fingerprint)
+
     def _shards_of(self, ids: list[int]) -> list[int]:
         """Shard ids of sample ids."""
         return (np.searchsorted(self._starts, np.asarray(ids), side="right") - 1).tolist()
@@ -159,10 +252,11 @@ class EngineClient:
 
     def add_endpoint(self, endpoint: str) -> bool:
         """Add an engine to the fleet (a new or restarted one). If it answers,
-        it must serve the same dataset (same shards and checksums, else
-        ``ConfigError``) and it becomes live at once: positions not yet
-        requested are routed over the fleet including it. If it does not
-        answer yet, the health probes make it live once it does. Returns
+        it must serve the same dataset (the fleet's manifest fingerprint,
+        else ``ConfigError`` naming both engines and fingerprints) and it
+        becomes live at once: positions not yet requested are routed over
+        the fleet including it. If it does not answer yet, the health
+        probes make it live once it does (and it is checked then). Returns
         whether it is live now."""
         (endpoint,) = parse_endpoints([endpoint])
         if not self._fleet.add(endpoint):
@@ -175,15 +269,52 @@ class EngineClient:
         except BaseException:
             self._fleet.remove(endpoint)
             raise
-        if info.name != self.dataset.name or [s.sha256 for s in info.shards] != self._shas:
+        reason = self._fleet.mismatch(endpoint, info.fingerprint)
+        if reason is not None:
             self._fleet.remove(endpoint)
             raise ConfigError(
-                "endpoint",
-                f"{endpoint} serves dataset {info.name!r} with other shards than "
-                f"{self.dataset.name!r}; refusing to mix them",
+                "endpoint", f"{reason} (datasets {info.name!r} and {self.dataset.name!r})"
             )
         status = self._fleet.probe(self.config.probe_timeout_s, [endpoint]).get(endpoint)
         return status == "SERVING"
+
+    def _first_set(self) -> tuple[str, ...]:
+        """The starting engines: the list, or the source's first good
+        resolution (tried again each second for ``connect_timeout_s``)."""
+        source, cfg = self._source, self.config
+        if not source.dynamic:
+            return source.endpoints
+        self.stats.discovery.source = source.text
+        watch = SourceWatch(source, cfg.discovery_interval_s, self._apply, self.stats.discovery)
+        deadline = time.monotonic() + cfg.connect_timeout_s
+        while (got := watch.resolve_once()) is None:
+            if time.monotonic() >= deadline:
+                raise EngineUnavailableError(
+                    f"UNAVAILABLE: {source.text} named no engine within "
+                    f"{cfg.connect_timeout_s}s: {self.stats.discovery.last_error}"
+                )
+            time.sleep(min(1.0, cfg.discovery_interval_s))
+        watch.current = got.endpoints
+        self._discovery = watch
+        return got.endpoints
+
+    def _apply(self, endpoints: tuple[str, ...]) -> None:
+        """Discovery thread: the source now lists ``endpoints``. New ones
+        join (checked first: ``_verify``); missing ones are removed as
+        drained, not as failures."""
+        listed = set(endpoints)
+        gone = [e for e in self._discovered if e not in listed]
+        new = [e for e in endpoints if e not in self._discovered]
+        self._discovered = listed
+        for endpoint in gone:
+            if self._fleet.remove(endpoint):
+                self.stats.event("removed", endpoint, f"not listed by {self._source.text}")
+        added = [e for e in new if self._fleet.add(e)]
+        for endpoint in added:
+            self.stats.event("added", endpoint, f"listed by {self._source.text}")
+            _LOG.info("engine %s discovered (%s)", endpoint, self._source.text)
+        if added:
+            self._fleet.probe(self.config.probe_timeout_s, added)
 
     def remove_endpoint(self, endpoint: str) -> bool:
         """Stop routing work to ``endpoint`` (its open streams finish); the
@@ -263,8 +394,10 @@ class EngineClient:
         global batch starts at: ``(epoch, position, batch)``."""
         plan = self._plan(epochs)
         window: collections.deque[_Planned] = collections.deque()
+        handed: float | None = None  # when the consumer got the last batch
         try:
             while True:
+                asked = time.monotonic()
                 while len(window) < self.config.prefetch_batches:
                     item = next(plan, None)
                     if item is None:
@@ -281,6 +414,11 @@ class EngineClient:
                 self._epoch, self._position = item.next_epoch, item.next_position
                 if fetched is not None and len(fetched.batch["sample_id"]):
                     self.stats.batch_yielded()
+                    now = time.monotonic()
+                    if handed is not None:  # the consumer's wait, and its step before
+                        n = len(fetched.batch["sample_id"])
+                        self.stats.demand.consumed(n, now - asked, asked - handed)
+                    handed = time.monotonic()
                     yield item.epoch, item.position, fetched.batch
         finally:
             for pending in window:
@@ -339,6 +477,8 @@ class EngineClient:
     def close(self) -> None:
         """Cancel in-flight calls, join the monitor, batch and call threads,
         and close the channels."""
+        if self._discovery is not None:
+            self._discovery.stop()
         self._stop.set()
         self._fetcher.close()
         self._monitor.join()

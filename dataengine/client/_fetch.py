@@ -13,7 +13,11 @@ per engine on the call pool. Then it watches the calls:
   candidate engine is asked for its still-missing ids;
 - when every id has arrived the remaining calls (hedge losers) are cancelled;
 - with ids outstanding and no live engine for ``unavailable_timeout_s``,
-  ``EngineUnavailableError`` is raised.
+  ``EngineUnavailableError`` is raised;
+- a stream whose initial metadata states another manifest fingerprint than
+  the fleet's (``transport.FINGERPRINT_METADATA``) is cancelled before its
+  first sample is read, its engine refused (``Fleet.refuse``) and its ids
+  asked from the others.
 
 The monitor thread calls ``check_stalls`` to cancel calls that delivered
 nothing for ``stall_timeout_s``.
@@ -39,7 +43,7 @@ from dataengine.client.config import ClientConfig
 from dataengine.client.stats import ClientStats
 from dataengine.errors import ConfigError, DataEngineError, NotFoundError
 from dataengine.frame import SampleView
-from dataengine.transport import TCP
+from dataengine.transport import FINGERPRINT_METADATA, TCP
 from dataengine.v1 import dataengine_pb2 as pb
 
 __all__ = ["EngineUnavailableError", "Fetcher"]
@@ -62,6 +66,10 @@ class EngineUnavailableError(DataEngineError, ConnectionError):
     """No engine could serve a request; the message lists the endpoints tried."""
 
     kind = "unavailable"
+
+
+class _Refused(Exception):
+    """A stream stated another manifest fingerprint than the fleet's."""
 
 
 def status_error(exc: grpc.RpcError, endpoint: str) -> DataEngineError:
@@ -114,7 +122,9 @@ class _Batch:
 
 class Fetcher:
     """Fetches micro-batches from the fleet; shared by the batch threads.
-    ``shard_of`` maps sample ids to shard ids; ``dataset`` names the dataset."""
+    ``shard_of`` maps sample ids to shard ids; ``dataset`` names the dataset;
+    ``max_engines`` bounds the engines one batch may stream from at once
+    (default: the configured endpoints; a discovered fleet passes more)."""
 
     def __init__(
         self,
@@ -123,6 +133,7 @@ class Fetcher:
         stats: ClientStats,
         dataset: str,
         shard_of: Callable[[list[int]], list[int]],
+        max_engines: int | None = None,
     ) -> None:
         self._cfg = config
         self._fleet = fleet
@@ -135,7 +146,8 @@ class Fetcher:
         self._closed = False
         # Per in-flight batch: a stream per engine plus as many hedges or
         # failovers; threads are started only when needed, up to this bound.
-        limit = 2 * config.prefetch_batches * (len(config.endpoints) + 2)
+        engines = len(config.endpoints) if max_engines is None else max_engines
+        limit = 2 * config.prefetch_batches * (engines + 2)
         self._pool = cf.ThreadPoolExecutor(max_workers=limit, thread_name_prefix="engine-call")
         self.receiver = Receiver(config, fleet, stats, self._pool)
 
@@ -321,6 +333,11 @@ class Fetcher:
             finally:
                 if slots is not None:  # the slots whose frame this call did not deliver
                     slots.link.release(s for i, s in slots.slot_of.items() if i not in kept)
+        except _Refused as exc:
+            self._fleet.refuse(call.endpoint, str(exc))
+            with batch.cond:
+                self._cancel(call)  # its ids are asked from the fleet's engines
+            return ""
         except LinkFailure as exc:
             assert slots is not None  # only a request with slots reads link frames
             self.receiver.link_failed(call.endpoint, slots.link.transport, str(exc))
@@ -370,7 +387,14 @@ class Fetcher:
         wanted = set(call.ids)
         unreadable = 0
         cpu = time.thread_time()
+        stated: str | None = None
         for raw in stream:
+            if stated is None:  # the initial metadata came before the first message
+                metadata = dict(stream.initial_metadata() or ())
+                stated = str(metadata.get(FINGERPRINT_METADATA, ""))
+                reason = self._fleet.mismatch(call.endpoint, stated)
+                if reason is not None:
+                    raise _Refused(reason)
             item = self.receiver.receive(call.endpoint, raw, slots)
             with batch.cond:
                 call.progress = time.monotonic()

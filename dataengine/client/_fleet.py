@@ -7,19 +7,28 @@ engine answers NOT_SERVING; a killed or frozen one does not answer). It is
 live again once a probe answers SERVING. Ownership is rendezvous hashing of
 the shard id over the live endpoints (``dataengine.order.ranked_owners``),
 so an engine's death moves only its shards and its return moves them back.
+
+Every engine routed to serves one manifest fingerprint, the fleet's
+(``set_reference``: the first engine of the starting set that answered).
+An engine that states another one, in its ``DescribeDataset`` answer or in
+a stream's initial metadata, is *refused*: never live, whatever its health
+says, until a later check (``verify``, run before any engine that is not
+live becomes live again, e.g. one restarted or discovered) finds it serving
+the fleet's fingerprint.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import grpc
 import grpc.experimental
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from dataengine.client.stats import ClientStats
+from dataengine.errors import DataEngineError
 from dataengine.order import ranked_owners
 from dataengine.security.tls import ClientTLS
 from dataengine.security.token import with_token
@@ -70,7 +79,10 @@ class Fleet:
     """Known endpoints (in the order they were given or added), liveness,
     and the rendezvous ranking of a shard over the live ones. Thread-safe.
     ``tls``: every channel (and data channel) uses it; None: plaintext.
-    ``token``: the bearer token every call carries (None: none)."""
+    ``token``: the bearer token every call carries (None: none).
+    ``verify(endpoint)``: asked before an engine that is not live becomes
+    live; returns None (it serves the fleet's fingerprint), a reason to
+    refuse it, or raises ``DataEngineError`` (could not ask: not live yet)."""
 
     def __init__(
         self,
@@ -78,6 +90,7 @@ class Fleet:
         stats: ClientStats,
         tls: ClientTLS | None = None,
         token: str | None = None,
+        verify: Callable[[str], str | None] | None = None,
     ) -> None:
         self._stats = stats
         self.tls = tls
@@ -87,6 +100,10 @@ class Fleet:
         self._live: set[str] = set()
         self._retired: dict[str, _Engine] = {}  # removed; channels close with the client
         self._ranked: dict[int, list[str]] = {}  # shard -> live endpoints by weight
+        self._refused: dict[str, str] = {}  # endpoint -> why (another fingerprint)
+        self._told: dict[str, str] = {}  # endpoint -> the last refusal logged
+        self._reference: tuple[str, str] | None = None  # (endpoint, fingerprint)
+        self._verify = verify
         for endpoint in endpoints:
             self._engines[endpoint] = _Engine(endpoint, tls, token)
             self._live.add(endpoint)
@@ -138,6 +155,7 @@ class Fleet:
             engine = self._engines.pop(endpoint, None)
             if engine is None:
                 return False
+            self._refused.pop(endpoint, None)
             self._retired[endpoint] = engine
             if endpoint in self._live:
                 self._live.discard(endpoint)
@@ -168,6 +186,8 @@ class Fleet:
         with self._lock:
             if endpoint not in self._engines or endpoint in self._live:
                 return False
+            if endpoint in self._refused:
+                return False
             self._live.add(endpoint)
             self._ranked.clear()
             count = len(self._live)
@@ -175,6 +195,71 @@ class Fleet:
         self._stats.event("live", endpoint, reason)
         _LOG.info("engine %s is live (%s); %d live engines", endpoint, reason, count)
         return True
+
+    # -- one dataset ---------------------------------------------------------
+
+    def set_reference(self, endpoint: str, fingerprint: str) -> None:
+        """The fleet's manifest fingerprint, as ``endpoint`` stated it."""
+        with self._lock:
+            self._reference = (endpoint, fingerprint)
+
+    def mismatch(self, endpoint: str, fingerprint: str) -> str | None:
+        """None if ``fingerprint`` (what ``endpoint`` states) is the fleet's
+        (or none is set yet); else why ``endpoint`` must be refused, naming
+        both engines and both fingerprints."""
+        with self._lock:
+            reference = self._reference
+        if reference is None or fingerprint == reference[1]:
+            return None
+        return (
+            f"engine {endpoint} serves manifest fingerprint {fingerprint or '(none stated)'} "
+            f"but engine {reference[0]} serves {reference[1]}: refusing to mix datasets; "
+            f"{endpoint} gets no work"
+        )
+
+    def refuse(self, endpoint: str, reason: str) -> None:
+        """Never route to ``endpoint`` (serving another dataset) until a
+        ``verify`` finds it serving the fleet's. Logged, counted and put in
+        the event log once per endpoint and reason (an engine whose streams
+        and ``DescribeDataset`` disagree is refused again each probe)."""
+        with self._lock:
+            if endpoint not in self._engines:
+                return
+            new = self._told.get(endpoint) != reason
+            self._told[endpoint] = reason
+            self._refused[endpoint] = reason
+            if endpoint in self._live:
+                self._live.discard(endpoint)
+                self._ranked.clear()
+        if new:
+            self._stats.count("engines_refused")
+            self._stats.event("refused", endpoint, reason)
+            _LOG.error("%s", reason)
+
+    def refused(self) -> dict[str, str]:
+        """Refused endpoints and why."""
+        with self._lock:
+            return dict(self._refused)
+
+    def _admit(self, endpoint: str) -> str:
+        """Before a SERVING engine that is not live becomes live: ``verify``.
+        Returns the status to report: ``SERVING`` (admitted), ``REFUSED``
+        or ``UNVERIFIED`` (could not ask; tried again at the next probe)."""
+        if self._verify is None:
+            return "SERVING"
+        try:
+            reason = self._verify(endpoint)
+        except DataEngineError as exc:
+            _LOG.info("engine %s answers its probe but not DescribeDataset: %s", endpoint, exc)
+            return "UNVERIFIED"
+        if reason is not None:
+            self.refuse(endpoint, reason)
+            return "REFUSED"
+        with self._lock:
+            was = self._refused.pop(endpoint, None)
+        if was is not None:
+            _LOG.info("engine %s serves the fleet's dataset again", endpoint)
+        return "SERVING"
 
     # -- ownership ---------------------------------------------------------
 
@@ -193,8 +278,11 @@ class Fleet:
         """Ask each endpoint's health service (all at once, each within
         ``timeout_s`` seconds); mark it live if it answers SERVING, dead
         otherwise. An engine without a health service counts as SERVING if
-        it answers at all. Returns endpoint -> ``SERVING``, ``NOT_SERVING``
-        (e.g. draining) or ``NO_ANSWER`` (gone, frozen or unreachable)."""
+        it answers at all; one that is not live yet is verified first
+        (``verify``). Returns endpoint -> ``SERVING``, ``NOT_SERVING``
+        (e.g. draining), ``NO_ANSWER`` (gone, frozen or unreachable),
+        ``REFUSED`` (another dataset) or ``UNVERIFIED`` (SERVING, but its
+        dataset could not be asked yet)."""
         with self._lock:
             names = list(self._engines) if endpoints is None else list(endpoints)
             engines = [self._engines[e] for e in names if e in self._engines]
@@ -209,10 +297,12 @@ class Fleet:
                 unimplemented = exc.code() == grpc.StatusCode.UNIMPLEMENTED
                 status = "SERVING" if unimplemented else "NO_ANSWER"
                 reason = f"health probe: {exc.code().name}"
+            if status == "SERVING" and not self.is_live(engine.endpoint):
+                status = self._admit(engine.endpoint)
             result[engine.endpoint] = status
             if status == "SERVING":
                 self.mark_live(engine.endpoint, reason)
-            else:
+            elif status not in ("REFUSED", "UNVERIFIED"):  # those are not live already
                 self.mark_dead(engine.endpoint, reason)
         return result
 

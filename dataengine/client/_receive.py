@@ -124,7 +124,8 @@ class Receiver:
         # one being assembled and of one more for hedges, failovers and
         # cancelled calls, plus a batch of slack (shards are not spread
         # evenly). A request that finds too few free slots goes inline.
-        share = -(-config.batch_size * (config.prefetch_batches + 2) // len(config.endpoints))
+        engines = max(1, len(fleet.endpoints()))  # the starting set (discovery may change it)
+        share = -(-config.batch_size * (config.prefetch_batches + 2) // engines)
         self.slots_per_link = share + config.batch_size
 
     # -- links -------------------------------------------------------------

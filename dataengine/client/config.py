@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dataengine.configs import check_int, check_range
+from dataengine.discovery import DiscoverySettings, parse_source
 from dataengine.errors import ConfigError
 from dataengine.pipeline.spec import PipelineSpec
 from dataengine.security.client import ClientSecurity
@@ -15,16 +16,11 @@ __all__ = ["ClientConfig", "parse_endpoints"]
 
 
 def parse_endpoints(endpoints: Sequence[str] | str) -> tuple[str, ...]:
-    """``"h1:1,h2:2"`` or a list -> a tuple of unique ``host:port`` strings."""
-    items = endpoints.split(",") if isinstance(endpoints, str) else list(endpoints)
-    out = tuple(dict.fromkeys(e.strip() for e in items if e.strip()))
-    if not out:
-        raise ConfigError("client.endpoints", "at least one HOST:PORT is required")
-    for e in out:
-        host, sep, port = e.rpartition(":")
-        if not sep or not host or not port.isdigit():
-            raise ConfigError("client.endpoints", f"{e!r} is not HOST:PORT")
-    return out
+    """``"h1:1,h2:2"`` or a list -> a tuple of unique ``host:port`` strings;
+    a ``dns:///NAME:PORT`` or ``file:///PATH`` source -> a tuple of just
+    that source (``dataengine/discovery.py``)."""
+    source = parse_source(endpoints)
+    return (source.text,) if source.dynamic else source.endpoints
 
 
 def _cuda_available() -> bool:
@@ -34,7 +30,7 @@ def _cuda_available() -> bool:
 
 
 @dataclass(frozen=True)
-class ClientConfig(ClientSecurity):
+class ClientConfig(ClientSecurity, DiscoverySettings):
     """``batch_size`` is samples per micro-batch on this rank;
     ``prefetch_batches`` how many micro-batches are requested ahead (the
     credit window); timeouts are seconds: ``unavailable_timeout_s`` is how
@@ -60,6 +56,11 @@ class ClientConfig(ClientSecurity):
     segment; False: never); ``data_channel`` takes sample bytes from other
     engines on a plain TCP connection beside gRPC, which costs this host a
     fraction of gRPC's CPU per byte (False: inside the gRPC messages).
+
+    Discovery: ``endpoints`` is a fixed list of ``HOST:PORT`` or one
+    ``dns:///NAME:PORT`` or ``file:///PATH`` source, resolved again every
+    ``discovery_interval_s`` seconds (keyword-only, from
+    ``DiscoverySettings``; ``--discovery-interval``).
 
     Security: the keyword-only fields of ``ClientSecurity`` (``tls_ca``,
     ``tls_cert``, ``tls_key``), one flag each in the trainer and in
@@ -99,6 +100,7 @@ class ClientConfig(ClientSecurity):
             "unavailable_timeout_s",
             "stall_timeout_s",
             "health_interval_s",
+            "discovery_interval_s",
         ):
             check_range(getattr(self, name), f"client.{name}", 0, lo_open=True, unit="seconds")
         if self.pin_memory and not _cuda_available():

@@ -10,7 +10,9 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+
+from dataengine.discovery import DiscoveryStats
 
 __all__ = ["ClientStats", "FleetEvent"]
 
@@ -26,7 +28,10 @@ class FleetEvent:
     (it answered SERVING again, or was added), ``failover`` (ids re-asked
     from another engine after a stream ended without them), ``hedge`` (a
     duplicate request for a slow stream's missing ids), ``stall`` (a stream
-    cancelled for making no progress), ``unavailable`` (no live engine).
+    cancelled for making no progress), ``unavailable`` (no live engine),
+    ``added`` / ``removed`` (discovery found it / no longer lists it:
+    removed means drained, not failed), ``refused`` (it serves another
+    manifest fingerprint than the fleet: never routed to).
     ``time`` is ``time.monotonic()``, ``wall_time`` is ``time.time()``."""
 
     time: float
@@ -52,7 +57,13 @@ class ClientStats:
     received messages that were not a well-formed ``Sample``;
     ``shared_memory_failures`` / ``data_channel_failures``: link frames
     that could not be trusted (the link was dropped and the samples asked
-    again inside the gRPC messages).
+    again inside the gRPC messages). ``engines_refused``: engines refused
+    for serving another manifest fingerprint than the fleet's (each time
+    one is refused anew).
+
+    ``discovery``: the ``--engines`` source as discovery sees it
+    (``DiscoveryStats``: ``source``, ``engines``, ``failures``,
+    ``last_error``; ``source`` is "" for a fixed list).
 
     ``receive``: what receiving cost this process, per transport (``tcp``,
     ``data_channel``, ``shared_memory``): ``samples``, ``bytes`` (message
@@ -72,6 +83,8 @@ class ClientStats:
     malformed_frames: int = 0
     shared_memory_failures: int = 0
     data_channel_failures: int = 0
+    engines_refused: int = 0
+    discovery: DiscoveryStats = field(default_factory=DiscoveryStats)
     receive: dict[str, dict[str, float]] = field(default_factory=dict)
     events: collections.deque[FleetEvent] = field(
         default_factory=lambda: collections.deque(maxlen=_EVENTS)
@@ -136,6 +149,8 @@ class ClientStats:
                 "malformed_frames": self.malformed_frames,
                 "shared_memory_failures": self.shared_memory_failures,
                 "data_channel_failures": self.data_channel_failures,
+                "engines_refused": self.engines_refused,
+                "discovery": asdict(self.discovery),
                 "receive": {k: dict(v) for k, v in self.receive.items()},
                 "events": list(self.events),
                 "batch_times": list(self.batch_times),

@@ -19,6 +19,7 @@ when given. The data channel uses the same files through ``ssl``.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import logging
 import socket
@@ -147,7 +148,13 @@ class ServerTLS:
 
 
 class ClientTLS:
-    """A client's CA bundle and optional certificate (mutual TLS)."""
+    """A client's CA bundle and optional certificate (mutual TLS).
+    ``server_name`` (``named``): the name every engine's certificate is
+    checked against instead of the endpoint's host, for engines reached by
+    address (``dns:///NAME:PORT`` discovery gives IP addresses; their
+    certificates name ``NAME``)."""
+
+    server_name: str | None = None
 
     def __init__(self, ca: Path, cert: Path | None = None, key: Path | None = None) -> None:
         self.ca = _read(ca, "client.tls_ca")
@@ -179,15 +186,23 @@ class ClientTLS:
             Path(ca), None if cert is None else Path(cert), None if key is None else Path(key)
         )
 
+    def named(self, server_name: str) -> ClientTLS:
+        """This configuration, verifying every engine as ``server_name``."""
+        other = copy.copy(self)
+        other.server_name = server_name
+        return other
+
     def channel_credentials(self) -> grpc.ChannelCredentials:
         return grpc.ssl_channel_credentials(self.ca, self.key, self.cert)
 
     def channel(self, endpoint: str, options: Sequence[tuple[str, Any]]) -> grpc.Channel:
         """A gRPC channel to ``endpoint`` that verifies the engine."""
+        if self.server_name is not None:
+            options = [*options, ("grpc.ssl_target_name_override", self.server_name)]
         return grpc.secure_channel(endpoint, self.channel_credentials(), options=options)
 
     def wrap(self, sock: socket.socket, host: str) -> ssl.SSLSocket:
         """``sock`` (a connected ``socket.socket``) after the TLS handshake
         with the engine at ``host``; ``ssl.SSLError`` (an ``OSError``) when
         the engine's certificate does not verify."""
-        return self.context.wrap_socket(sock, server_hostname=host)
+        return self.context.wrap_socket(sock, server_hostname=self.server_name or host)

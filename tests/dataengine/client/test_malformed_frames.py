@@ -3,7 +3,8 @@
 
 A real gRPC server on loopback stands in for an engine: it answers
 ``DescribeDataset`` and the health check with what a real engine (started
-by ``start_module_engine``) answers, and serves ``StreamSamples`` with that
+by ``start_module_engine``) answers, states its manifest fingerprint at the
+start of each stream as the engine does, and serves ``StreamSamples`` with that
 engine's own frames for the ids asked (fetched once through the raw
 ``StreamSamples`` callable, the bytes exactly as they came), except for
 chosen ids, whose frame it corrupts: a data length field made larger than
@@ -37,6 +38,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from dataengine.client import EngineClient
 from dataengine.frame import read_sample
 from dataengine.shm import SHM_DIR
+from dataengine.transport import FINGERPRINT_METADATA
 from dataengine.v1 import dataengine_pb2 as pb
 from dataengine.v1 import dataengine_pb2_grpc as pb_grpc
 
@@ -169,6 +171,8 @@ class Relay:
         return frame
 
     def _stream(self, request: pb.SampleRequest, context: grpc.ServicerContext) -> Iterator[bytes]:
+        # As every engine does: the stream states its manifest fingerprint.
+        context.send_initial_metadata(((FINGERPRINT_METADATA, self.info.fingerprint),))
         for sid in request.sample_ids:
             frame = self.real_frame(request, sid)
             with self._lock:

@@ -50,7 +50,7 @@ from dataengine.transport import CHANNEL_MAGIC, TOKEN_BYTES
 from dataengine.v1 import dataengine_pb2 as pb
 from dataengine.v1 import dataengine_pb2_grpc as pb_grpc
 
-from .conftest import Pair, Pki
+from .conftest import Pair, Pki, _leaf
 
 pytestmark = pytest.mark.slow
 
@@ -178,6 +178,24 @@ def test_mutual_tls_serves_a_client_with_a_certificate(
     digests, stats = _epochs(mtls_engine.address, **_client_files(pki, pki.client))
     assert digests == reference
     assert stats["receive"]["data_channel"]["samples"] > 0
+
+
+def test_engines_discovered_by_dns_are_verified_against_the_name(
+    start_engine, packed_dataset: Path, pki: Pki, reference: list[str], tmp_path: Path
+) -> None:
+    # A certificate that names the Service only, as a headless Service's
+    # engines have: dns:///NAME:PORT gives their IP addresses.
+    ca = Pair(pki.ca, pki.ca.with_suffix(".key"))
+    named = _leaf(tmp_path, "named", ca, 1003, "engine", "subjectAltName=DNS:localhost\n")
+    engine = start_engine(
+        [packed_dataset], "--tls-cert", str(named.cert), "--tls-key", str(named.key)
+    )
+    port = _port(engine.address)
+    digests, stats = _epochs(f"dns:///localhost:{port}", **_client_files(pki))
+    assert digests == reference
+    assert stats["receive"]["data_channel"]["samples"] > 0  # verified as localhost too
+    with pytest.raises(Exception, match="UNAVAILABLE"):  # by address: not its name
+        EngineClient(engine.address, connect_timeout_s=3, **_client_files(pki))
 
 
 # -- refusals ----------------------------------------------------------------
