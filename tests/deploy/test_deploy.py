@@ -87,7 +87,8 @@ def _args(tokens: list[str]) -> list[str]:
 
 
 def _container_invocations(doc: dict) -> Iterator[tuple[str, list[str]]]:
-    """Command lines of every (init) container of a Kubernetes object."""
+    """Command lines of every (init) container of a Kubernetes object: its
+    command and args, its exec probes and its lifecycle hooks."""
     spec = doc.get("spec", {})
     pod = spec.get("template", {}).get("spec", spec.get("jobTemplate", {}))
     if "jobTemplate" in spec:  # a CronJob
@@ -102,8 +103,11 @@ def _container_invocations(doc: dict) -> Iterator[tuple[str, list[str]]]:
             for a in args:
                 if "\n" in a or " " in a:
                     yield from _invocations(a)
-        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
-            exec_ = container.get(probe, {}).get("exec")
+        probes = ("startupProbe", "readinessProbe", "livenessProbe")
+        execs = [container.get(p, {}).get("exec") for p in probes]
+        hooks = container.get("lifecycle", {})
+        execs += [hooks.get(h, {}).get("exec") for h in ("postStart", "preStop")]
+        for exec_ in execs:
             if exec_ is not None:
                 yield from _invocations(shlex.join(exec_["command"]))
 
