@@ -279,7 +279,11 @@ def build_backbone(cfg: ModelConfig, deepspeed: Mapping[str, Any]) -> BackboneMo
         lm = AutoModelForCausalLM.from_config(backbone_config(spec), dtype=dtype)
         source = "config (fresh weights)"
     if cfg.activation_checkpointing:
-        lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        kwargs = {"use_reentrant": False}
+        if hasattr(lm, "activation_checkpointing_enable"):  # transformers 5
+            lm.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            lm.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     tok_dir = backbone_tokenizer_dir(cfg)
     tok = load_tokenizer("byte" if tok_dir is None else str(tok_dir / HF_TOKENIZER_FILE))
     field = "pipeline.tokenizer" if tok_dir is None else "model.tokenizer_dir"

@@ -126,6 +126,30 @@ def test_from_config_trains_and_the_loss_covers_the_report_only(
     assert model(batch).item() < 0.7 * first
 
 
+def test_activation_checkpointing_gives_the_same_loss_and_grads(
+    tmp_path: Path, write_hf_tokenizer
+) -> None:
+    from trainer.build import build_model
+
+    tok_dir = write_hf_tokenizer(tmp_path / "tok")
+    config = _config_file(tmp_path / "c.json", _llama())
+    grads = []
+    for checkpointing in (False, True):
+        run = _run(config, tok_dir, activation_checkpointing=checkpointing)
+        torch.manual_seed(0)
+        model = build_model(run)
+        # transformers 5 renames is_gradient_checkpointing.
+        flag = getattr(model.lm, "is_activation_checkpointing", None)
+        if flag is None:
+            flag = model.lm.is_gradient_checkpointing
+        assert flag is checkpointing
+        loss = model(_batch(run, model.bos_id or 0))
+        loss.backward()
+        grads.append((loss.detach(), model.image_proj.weight.grad.clone()))
+    assert torch.allclose(grads[0][0], grads[1][0])
+    assert torch.allclose(grads[0][1], grads[1][1], atol=1e-6)
+
+
 def test_save_pretrained_loads_with_from_pretrained(tmp_path: Path, write_hf_tokenizer) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
