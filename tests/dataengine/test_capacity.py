@@ -29,6 +29,12 @@ def test_exact_fit_does_not_round_up() -> None:
     assert engines_needed(0.3 * 10 / 0.98, 0.3) == 10
 
 
+def test_imbalance_asks_for_more_engines() -> None:
+    # The busiest of 4 engines is asked for 36% of the samples: 1.44 x even.
+    assert engines_needed(80.0, 19.5, target=0.0) == 5
+    assert engines_needed(80.0, 19.5, target=0.0, imbalance=1.44) == 6
+
+
 def test_at_least_one_engine() -> None:
     assert engines_needed(0.0, 100.0) == 1
     assert engines_needed(1.0, 1e6) == 1
@@ -48,6 +54,7 @@ def test_wait_is_clamped() -> None:
         ({"consumed": math.inf, "capacity_per_engine": 1.0}, "consumed"),
         ({"consumed": 1.0, "capacity_per_engine": 1.0, "target": 1.0}, "target"),
         ({"consumed": 1.0, "capacity_per_engine": 1.0, "data_wait": math.nan}, "data_wait"),
+        ({"consumed": 1.0, "capacity_per_engine": 1.0, "imbalance": 0.5}, "imbalance"),
     ],
 )
 def test_bad_input_names_the_argument(kwargs: dict[str, float], name: str) -> None:
