@@ -444,7 +444,9 @@ def _prepare_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--image-slices", type=int, default=None, help="volume depth, slices")
     p.add_argument("--image-resize", type=int, default=None, help="in-plane size, pixels")
     p.add_argument("--wave-rate-hz", type=float, default=None, help="waveform rate, Hz")
-    p.add_argument("--tokenizer", default=None, help="'byte' or a vocabulary file")
+    p.add_argument(
+        "--tokenizer", default=None, help="'byte', a vocabulary file or a tokenizer.json"
+    )
     p.add_argument(
         "--image-voi-lut",
         action=argparse.BooleanOptionalAction,
