@@ -51,7 +51,8 @@ plain HTTP on every interface (figures only, no data), through the engine's
 - from the engine client's discovery (``EngineClient.stats.discovery``):
   ``medstream_trainer_discovered_engines{source}`` (engines in the last good
   resolve) and ``medstream_trainer_discovery_failures_total{source}``.
-  ``source`` is ``dns:///...`` or ``file:///...``, empty for a fixed list.
+  ``source`` is the ``dns:///...`` or ``file:///...`` source; a fixed list
+  of engines is not discovered and has no series.
 
 Prometheus scrapes every 15-60 s, so a short job would end before its last
 figures are read: ``--metrics-linger S`` keeps the endpoint up after the last
@@ -66,11 +67,15 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from dataengine.client import EngineClient
+    from trainer.distributed import DistInfo
 
 __all__ = ["DataWait", "TrainerMetrics"]
 
@@ -113,9 +118,10 @@ def _ratio(num: float, den: float) -> float:
 
 
 class _Discovery(Collector):
-    """Reads the client's discovery figures at scrape time."""
+    """Reads the client's discovery figures (``DiscoveryStats``) at scrape
+    time; a fixed list of engines is not discovered and has no series."""
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, client: EngineClient | None) -> None:
         self._client = client
 
     def collect(self) -> Iterator[Metric]:
@@ -129,8 +135,8 @@ class _Discovery(Collector):
             "Resolves of the discovery source that failed or found no engine",
             labels=["source"],
         )
-        found = getattr(getattr(self._client, "stats", None), "discovery", None)
-        if found is not None:
+        found = self._client.stats.discovery if self._client is not None else None
+        if found is not None and found.source:
             engines.add_metric([found.source], found.engines)
             failures.add_metric([found.source], found.failures)
         yield engines
@@ -163,7 +169,7 @@ class TrainerMetrics:
         world_size: int = 1,
         local_rank: int = 0,
         tokens_per_sample: int = 0,
-        client: Any = None,
+        client: EngineClient | None = None,
         window_s: float = 30.0,
     ) -> None:
         self.registry = CollectorRegistry()
@@ -267,9 +273,11 @@ class TrainerMetrics:
         self._demand.set(_ratio(n, computing))
 
     @classmethod
-    def for_rank(cls, dist: Any, tokens_per_sample: int, client: Any, port: int) -> TrainerMetrics:
-        """This rank's metrics (``dist``: a ``DistInfo``), served at ``port +
-        dist.local_rank`` unless ``port`` is 0."""
+    def for_rank(
+        cls, dist: DistInfo, tokens_per_sample: int, client: EngineClient | None, port: int
+    ) -> TrainerMetrics:
+        """This rank's metrics, served at ``port + dist.local_rank`` unless
+        ``port`` is 0."""
         metrics = cls(
             rank=dist.rank,
             world_size=dist.world_size,

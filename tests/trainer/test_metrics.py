@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
+from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from dataengine.client import EngineClient
 from trainer.distributed import DistInfo, free_port
 from trainer.metrics import DataWait, TrainerMetrics
 
@@ -94,6 +97,20 @@ def test_each_rank_serves_on_port_plus_local_rank() -> None:
     assert value(text, "medstream_trainer_info", rank="5", world_size="8", local_rank="1") == 1
     with pytest.raises(urllib.error.URLError):  # closed with the block
         urllib.request.urlopen(f"http://127.0.0.1:{base + 1}/metrics", timeout=10)
+
+
+@pytest.mark.slow
+def test_discovery_figures_come_from_the_engine_client(engine: str, tmp_path: Path) -> None:
+    engines = tmp_path / "engines.txt"
+    engines.write_text(f"# the session's engine\n{engine}\n")
+    source = f"file://{engines}"
+    with EngineClient(source) as client:
+        get = TrainerMetrics(client=client).registry.get_sample_value
+        assert get("medstream_trainer_discovered_engines", {"source": source}) == 1
+        assert get("medstream_trainer_discovery_failures_total", {"source": source}) == 0
+    with EngineClient(engine) as fixed:  # a fixed list is not discovered: no series
+        text = generate_latest(TrainerMetrics(client=fixed).registry).decode()
+    assert "medstream_trainer_discovered_engines{" not in text
 
 
 @pytest.mark.slow
