@@ -323,7 +323,9 @@ class Fetcher:
                 if call.cancelled or self._closed:
                     return ""
                 stream = self._fleet.frames(call.endpoint)(
-                    request, timeout=self._cfg.call_timeout_s
+                    request,
+                    timeout=self._cfg.call_timeout_s,
+                    metadata=(self._stats.demand.header(),),
                 )
                 call.rpc = stream
                 call.opened = call.progress = time.monotonic()

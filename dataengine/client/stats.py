@@ -12,6 +12,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 
+from dataengine.demand import DemandMeter
 from dataengine.discovery import DiscoveryStats
 
 __all__ = ["ClientStats", "FleetEvent"]
@@ -65,6 +66,9 @@ class ClientStats:
     (``DiscoveryStats``: ``source``, ``engines``, ``failures``,
     ``last_error``; ``source`` is "" for a fixed list).
 
+    ``demand``: samples/s the consumer took and its data-wait fraction,
+    recent (``DemandMeter``), reported to the engines with every call.
+
     ``receive``: what receiving cost this process, per transport (``tcp``,
     ``data_channel``, ``shared_memory``): ``samples``, ``bytes`` (message
     bytes plus, for a link, the frame bytes of the slot) and ``cpu_s`` (CPU
@@ -85,6 +89,7 @@ class ClientStats:
     data_channel_failures: int = 0
     engines_refused: int = 0
     discovery: DiscoveryStats = field(default_factory=DiscoveryStats)
+    demand: DemandMeter = field(default_factory=DemandMeter)
     receive: dict[str, dict[str, float]] = field(default_factory=dict)
     events: collections.deque[FleetEvent] = field(
         default_factory=lambda: collections.deque(maxlen=_EVENTS)
