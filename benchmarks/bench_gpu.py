@@ -1,7 +1,8 @@
 """The GPU check: does the engine fleet keep a real training step fed?
 
 ``python -m benchmarks gpu [--out DIR] [--gpus N] [--engines 2] ...``
-(``benchmarks/gpu_check.sh`` installs what is missing first, then runs this).
+(``benchmarks/gpu_check.sh`` installs what is missing first, then runs this;
+``tools/gpu_wheels.sh`` gathers the wheels for a GPU machine without network).
 
 On one machine with GPUs and CPU cores:
 
