@@ -231,11 +231,12 @@ def write_hf_tokenizer() -> Any:
 
 
 @pytest.fixture(scope="session")
-def trainer_scrape(engine: str) -> tuple[str, str]:
+def trainer_scrape(engine: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, str]:
     """A real ``python -m trainer --metrics-port P --metrics-linger 120`` run
-    (5 steps of 4 samples on ``engine``), scraped over HTTP until it exits:
-    ``(the last scrape that saw every step, the trainer's output)``. The
-    trainer waits for a scrape after its last step before it exits."""
+    (5 steps of 4 samples on ``engine``, found through a ``file:///``
+    engines file), scraped over HTTP until it exits: ``(the last scrape
+    that saw every step, the trainer's output)``. The trainer waits for a
+    scrape after its last step before it exits."""
     import os
     import re
     import socket
@@ -251,7 +252,10 @@ def trainer_scrape(engine: str) -> tuple[str, str]:
     env.setdefault("TORCH_EXTENSIONS_DIR", str(Path(sys.prefix) / "torch_extensions"))
     for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(key, None)
-    cmd = [sys.executable, "-m", "trainer", "--engines", engine, "--steps", str(steps)]
+    engines = tmp_path_factory.mktemp("trainer-scrape") / "engines.txt"
+    engines.write_text(f"{engine}\n")
+    cmd = [sys.executable, "-m", "trainer", "--engines", f"file://{engines}"]
+    cmd += ["--steps", str(steps)]
     cmd += ["--metrics-port", str(port), "--metrics-linger", "120"]
     done = re.compile(rf"^medstream_trainer_step_seconds_count {steps}\.0$", re.M)
     final = None

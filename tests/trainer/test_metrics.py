@@ -120,6 +120,12 @@ def test_a_live_trainer_exports_every_figure(trainer_scrape: tuple[str, str]) ->
     assert names >= TRAINER_METRICS, sorted(TRAINER_METRICS - names)
     assert value(text, "medstream_trainer_samples_total") == 20  # 5 steps of 4
     assert value(text, "medstream_trainer_info", rank="0", world_size="1", local_rank="0") == 1
+    ((source, engines),) = [
+        (dict(labels)["source"], v)
+        for (name, labels), v in samples(text).items()
+        if name == "medstream_trainer_discovered_engines"
+    ]
+    assert source.startswith("file:///") and engines == 1  # the conftest's engines file
     rate = value(text, "medstream_trainer_samples_per_second")
     assert 0 < rate <= value(text, "medstream_trainer_demand_samples_per_second")
     tokens = value(text, "medstream_trainer_tokens_per_second")
