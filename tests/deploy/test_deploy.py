@@ -1,7 +1,8 @@
 """deploy/ is code: every ``dataengine`` and trainer command line in the
-Kubernetes manifests and Slurm job scripts parses with the real CLI parsers,
-and every ``medstream_*`` metric an alert rule names is one a live engine
-exports. A renamed flag or metric fails here, not in an operator's cluster.
+Kubernetes manifests and Slurm job scripts parses with the real CLI parsers.
+A renamed flag fails here, not in an operator's cluster (a renamed metric
+fails in ``test_observability.py``, which scrapes a live engine and trainer
+for every metric the dashboards and rules name).
 
 Shell variables (``"$DATASET_DIR"``, Kubernetes ``$(DATASET)``) stand for
 values the job fills in; they are replaced by a placeholder that every flag
@@ -17,18 +18,13 @@ import io
 import json
 import re
 import shlex
-import socket
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
-import grpc
 import pytest
 import yaml
 
 from dataengine.cli import build_parser
-from dataengine.v1 import dataengine_pb2 as pb
-from dataengine.v1 import dataengine_pb2_grpc as pb_grpc
 from trainer.train import parse_args as trainer_parse_args
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -185,49 +181,35 @@ def test_prepare_job_pipelines_are_valid_pipeline_specs() -> None:
     assert found, "no pipeline JSON found in a ConfigMap"
 
 
+def test_trainers_discover_engines_live() -> None:
+    """The k8s trainers resolve the engines' headless Service (its name, its
+    namespace, its gRPC port); the Slurm trainers read the engines file the
+    script keeps current. Neither needs a restart to scale."""
+    from dataengine.discovery import parse_source
+
+    docs = {
+        (d["kind"], d["metadata"]["name"]): d
+        for path in _manifest_files()
+        for d in yaml.safe_load_all(path.read_text())
+        if isinstance(d, dict) and "metadata" in d
+    }
+    service = docs[("Service", "engine-headless")]
+    namespace = docs[("Namespace", "medstream")]["metadata"]["name"]
+    grpc_port = next(p["port"] for p in service["spec"]["ports"] if p["name"] == "grpc")
+    source = parse_source(docs[("ConfigMap", "trainer-engines")]["data"]["ENGINES"])
+    assert source.kind == "dns"
+    assert source.host == f"engine-headless.{namespace}.svc.cluster.local"
+    assert source.port == grpc_port
+    script = (DEPLOY / "slurm" / "engines-and-trainer.sbatch").read_text()
+    trainers = [argv for w, p, argv in _COMMANDS if p == "trainer" and w.endswith(".sbatch")]
+    assert trainers
+    for argv in trainers:
+        assert argv[argv.index("--engines") + 1].startswith("file://")
+    assert 'mv -f "$tmp" "$ENGINES_FILE"' in script  # replaced atomically
+
+
 def test_a_wrong_flag_is_caught() -> None:
     """The checker itself: a misspelt flag in a job script fails to parse."""
     ((prog, argv),) = list(_invocations("srun dataengine serve /d --no-such-flag 3\n"))
     with pytest.raises(AssertionError, match="no-such-flag"):
         _parse(prog, argv)
-
-
-def _alert_metrics() -> set[str]:
-    names: set[str] = set()
-    for path in (DEPLOY / "prometheus").glob("*.yml"):
-        text = path.read_text()
-        for doc in yaml.safe_load_all(text):
-            for group in (doc or {}).get("groups", []) if isinstance(doc, dict) else []:
-                for rule in group.get("rules", []):
-                    names.update(re.findall(r"\bmedstream_\w+", rule.get("expr", "")))
-    return names
-
-
-@pytest.mark.slow
-def test_every_alerted_metric_is_exported_by_a_live_engine(
-    packed_dataset: Path, start_engine
-) -> None:
-    names = _alert_metrics()
-    assert names, "no medstream_* metric found in the alert rules"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    engine = start_engine([packed_dataset], "--metrics-port", str(port))
-    # The errors counter has a series per kind only once that kind occurred:
-    # make one (an out-of-range id is refused with INVALID_ARGUMENT).
-    with grpc.insecure_channel(engine.address) as channel:
-        call = pb_grpc.DataEngineStub(channel).StreamSamples(
-            pb.SampleRequest(sample_ids=[1 << 40]), timeout=30
-        )
-        with pytest.raises(grpc.RpcError):
-            list(call)
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as reply:
-        text = reply.read().decode()
-    # Sample lines, and families declared without samples yet (the errors
-    # counter has a series per kind only once that kind has occurred).
-    exported = set(re.findall(r"^(medstream_\w+?)(?:\{| )", text, re.M))
-    for name, kind in re.findall(r"^# TYPE (medstream_\w+) (\w+)", text, re.M):
-        exported.add(f"{name}_total" if kind == "counter" else name)
-    engine_names = {n for n in names if n.startswith("medstream_engine_")}
-    missing = engine_names - exported
-    assert not missing, f"alert rules name metrics no engine exports: {sorted(missing)}"
