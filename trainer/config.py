@@ -38,6 +38,14 @@ from dataengine.configs import check, check_int, check_range, setting
 from dataengine.errors import ConfigError
 from dataengine.pipeline.spec import Augmentations, PipelineSpec
 from trainer.ds_auto import resolve_auto, wire_dtype_for
+from trainer.scale import (
+    BACKBONE_SHAPES,
+    OFFLOAD_DEVICES,
+    offload_optimizer_section,
+    scale_deepspeed,
+    with_global_batch,
+    with_scale_settings,
+)
 
 __all__ = [
     "DEFAULT_DEEPSPEED_CONFIG",
@@ -227,6 +235,24 @@ PRESETS: dict[str, ModelConfig] = {
         max_text_tokens=512,
         activation_checkpointing=True,
     ),
+    # Pretraining scale (trainer/scale.py): a Llama/Qwen-shaped backbone of
+    # that size with base's image and waveform prefix (encoders 1024 wide,
+    # projected to the backbone's hidden size); ZeRO-3, bf16, activation
+    # checkpointing and deepspeed.zero.Init come with the size.
+    **{
+        name: ModelConfig(
+            d_model=1024,
+            n_heads=8,
+            patch_size=16,
+            image_slices=16,
+            image_size=224,
+            wave_samples=2500,
+            max_text_tokens=512,
+            activation_checkpointing=True,
+            backbone=dict(shape),
+        )
+        for name, shape in BACKBONE_SHAPES.items()
+    },
 }
 
 
@@ -267,6 +293,21 @@ class TrainConfig:
         None, help="where checkpoints go (and --resume reads) (default: no checkpoints)"
     )
     dataset: str | None = setting(None, help="served dataset name (default: the engine's only one)")
+    global_batch: int | None = setting(
+        None,
+        help="samples per optimizer step over all ranks; sets --grad-accum-steps to "
+        "global / (micro-batch x ranks), which must divide (default: micro-batch x "
+        "grad-accum-steps x ranks)",
+    )
+    offload_optimizer: str = setting(
+        "none",
+        choices=OFFLOAD_DEVICES,
+        help="where the ZeRO optimizer state (fp32 master weights, Adam moments) lives: "
+        "GPU memory (none), pinned host memory (cpu) or files on --offload-nvme-path (nvme)",
+    )
+    offload_nvme_path: str | None = setting(
+        None, help="directory on a local NVMe drive for --offload-optimizer nvme"
+    )
     metrics_port: int = setting(
         0,
         help="serve Prometheus metrics (trainer/metrics.py) over HTTP on every interface at "
@@ -306,6 +347,9 @@ class TrainConfig:
             "train.dataset",
             f"must be a non-empty name or null, got {self.dataset!r}",
         )
+        if self.global_batch is not None:
+            check_int(self.global_batch, "train.global_batch", 1)
+        offload_optimizer_section(self.offload_optimizer, self.offload_nvme_path)  # validates
         check(
             isinstance(self.pipeline, PipelineSpec),
             "train.pipeline",
@@ -430,6 +474,26 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
     return data
 
 
+def _preset_model(size_name: str, model_raw: Mapping[str, Any]) -> ModelConfig:
+    """The size's preset with the ``model`` settings over it. A backbone
+    config object merges over a scale preset's shape key by key (a narrower,
+    shallower model that keeps every other setting of the size)."""
+    preset = PRESETS[size_name]
+    values = dict(model_raw)
+    if isinstance(preset.backbone, Mapping) and isinstance(values.get("backbone"), Mapping):
+        values["backbone"] = _merge(preset.backbone, values["backbone"])
+    return replace(preset, **values)
+
+
+def _deepspeed_base(path: Path, size_name: str, model: ModelConfig) -> dict[str, Any]:
+    """The DeepSpeed base file; a scale size (1b..70b) merges its ZeRO-3,
+    bf16 and bucket sizes over it (``trainer/scale.py``)."""
+    base = _read_json(path, "deepspeed")
+    if size_name in BACKBONE_SHAPES:
+        base = _merge(base, scale_deepspeed(model.backbone))
+    return base
+
+
 def load_config(
     path: Path | str | None = None,
     *,
@@ -438,6 +502,7 @@ def load_config(
     model_overrides: Mapping[str, Any] | None = None,
     deepspeed_config: Path | str | None = None,
     data: Mapping[str, Any] | None = None,
+    world_size: int = 1,
 ) -> RunConfig:
     """Build a ``RunConfig`` from a preset, an optional JSON file (``path``) or
     an already-parsed dict (``data``), and single-field train overrides.
@@ -446,7 +511,10 @@ def load_config(
     ``train_overrides`` (e.g. ``{"steps": 10}``) and ``model_overrides``
     (``{"backbone": PATH}``) win over the file's ``train`` and ``model``
     sections; ``deepspeed_config`` names a DeepSpeed JSON file that replaces
-    the default one (the file's ``deepspeed`` section still merges over it).
+    the default one (the file's ``deepspeed`` section still merges over it;
+    a scale size's ZeRO-3 and bf16, ``trainer/scale.py``, merge in between).
+    ``world_size``: ranks of the run (``WORLD_SIZE``), which
+    ``train.global_batch`` divides into accumulation steps.
     Derived defaults are logged once, here. Raises ``ConfigError`` naming the
     offending key or field.
     """
@@ -464,7 +532,7 @@ def load_config(
     model_raw = raw.get("model", {})
     _check_keys("model", model_raw, {f.name for f in fields(ModelConfig)})
     model_raw = {**model_raw, **{k: v for k, v in (model_overrides or {}).items() if v is not None}}
-    model = replace(PRESETS[size_name], **model_raw)
+    model = _preset_model(size_name, model_raw)
 
     pipe_raw = dict(raw.get("pipeline", {}))
     _check_keys("pipeline", pipe_raw, {f.name for f in fields(PipelineSpec)})
@@ -494,6 +562,7 @@ def load_config(
         if value is not None:
             train_raw[key] = value
     train = TrainConfig(pipeline=pipeline, **train_raw)
+    train = with_global_batch(train, train_raw.get("grad_accum_steps"), world_size, derived)
 
     ds_path = Path(deepspeed_config) if deepspeed_config is not None else DEFAULT_DEEPSPEED_CONFIG
     ds_raw = raw.get("deepspeed", {})
@@ -502,7 +571,7 @@ def load_config(
         ds_raw = {}
     if not isinstance(ds_raw, Mapping):
         raise ConfigError("deepspeed", "must be a JSON object or a path to a DeepSpeed JSON file")
-    ds_spec = _merge(_read_json(ds_path, "deepspeed"), ds_raw)
+    ds_spec = with_scale_settings(_merge(_deepspeed_base(ds_path, size_name, model), ds_raw), train)
     ds, ds_derived = resolve_auto(ds_spec, train)
     derived.extend(ds_derived)
     wire = wire_dtype_for(ds)

@@ -145,10 +145,19 @@ class MultimodalModel(nn.Module):
         self.register_buffer(
             "mask", prefix_lm_mask(cfg.prefix_tokens, cfg.max_text_tokens), persistent=False
         )
+        # Both passes go through Module.apply, which deepspeed.zero.Init
+        # (ZeRO-3) wraps to gather each module's partitioned parameters
+        # around the call; a loop over named_parameters() would see empty ones.
         self.apply(self._init)
-        for name, p in self.named_parameters():
-            if name.endswith(("out.weight", "mlp.2.weight")):  # residual projections (GPT-2)
-                nn.init.normal_(p, std=0.02 / math.sqrt(2 * cfg.n_layers))
+        blocks = [b for b in self.blocks if isinstance(b, Block)]
+        residual = {id(b.out) for b in blocks} | {id(b.mlp[2]) for b in blocks}
+        std = 0.02 / math.sqrt(2 * cfg.n_layers)
+
+        def init_residual(m: nn.Module) -> None:  # residual projections (GPT-2)
+            if id(m) in residual:
+                nn.init.normal_(m.weight, std=std)  # type: ignore[arg-type]
+
+        self.apply(init_residual)
 
     @staticmethod
     def _init(m: nn.Module) -> None:

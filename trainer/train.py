@@ -62,6 +62,7 @@ from trainer.distributed import DistInfo, all_reduce_mean, init_distributed
 from trainer.metrics import DataWait, TrainerMetrics
 from trainer.model import MODEL_INPUTS
 from trainer.prefetch import DevicePrefetcher
+from trainer.scale import partitioned_init
 
 __all__ = ["RunArgs", "TrainResult", "main", "parse_args", "train"]
 
@@ -267,6 +268,14 @@ class _Meter:
         )
 
 
+def _build_partitioned(cfg: RunConfig) -> torch.nn.Module:
+    """``build_model`` under ZeRO-3 inside ``deepspeed.zero.Init``
+    (``trainer/scale.py``): each parameter is partitioned over the ranks as
+    it is created, so no rank ever holds the whole model."""
+    with partitioned_init(cfg.deepspeed, cfg.model.backbone):
+        return build_model(cfg)
+
+
 def train(cfg: RunConfig, args: RunArgs) -> TrainResult:
     """Run the training loop of ``cfg`` on data from ``args.engines``.
 
@@ -307,7 +316,7 @@ def train(cfg: RunConfig, args: RunArgs) -> TrainResult:
             tc.pipeline.wave_dtype,
         )
         torch.manual_seed(tc.seed)  # the same initial weights on every rank
-        model = build_model(cfg)  # built-in, --backbone or --model; logs its size
+        model = _build_partitioned(cfg)  # built-in, --backbone or --model; logs its size
         model_engine, _, _, _ = deepspeed.initialize(
             model=model, model_parameters=model.parameters(), config=dict(cfg.deepspeed)
         )
@@ -460,6 +469,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             deepspeed_config=args.ds_config,
             train_overrides=flag_values(TrainConfig, args),
             model_overrides=flag_values(ModelConfig, args),
+            world_size=int(os.environ.get("WORLD_SIZE", "1")),  # for --global-batch
         )
         if args.write_pipeline is not None:
             spec = local_pipeline(cfg)  # a tokenizer.json as this host's file, for prepare
