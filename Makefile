@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export TORCH_EXTENSIONS_DIR := $(CURDIR)/$(VENV)/torch_extensions
 export PYTHONUNBUFFERED := 1
 export DS_PREBUILD := from deepspeed.accelerator import get_accelerator; \
-	builders = [get_accelerator().create_op_builder(n) for n in ('ShareMemCommBuilder', 'FusedAdamBuilder')]; \
+	builders = [get_accelerator().create_op_builder(n) for n in ('ShareMemCommBuilder', 'FusedAdamBuilder', 'CPUAdamBuilder')]; \
 	[b.load() for b in builders if b is not None]
 
 .PHONY: venv demo test lint typecheck unit bench protos clean
@@ -22,7 +22,8 @@ $(STAMP): pyproject.toml
 	if ! command -v nvidia-smi >/dev/null 2>&1; then \
 		$(PY) -m pip install -q torch==2.13.0; fi
 	DS_BUILD_OPS=0 $(PY) -m pip install -q -e '.[dev]'
-	# Build DeepSpeed's CPU ops (shared-memory collective, fused Adam) once,
+	# Build DeepSpeed's CPU ops (shared-memory collective, fused Adam, the CPU
+	# Adam of --offload-optimizer cpu) once,
 	# here, rather than inside the first training tests (minutes of g++).
 	if ! command -v nvidia-smi >/dev/null 2>&1; then $(PY) -c "$$DS_PREBUILD"; fi
 	# The real promtool for tests/deploy (Debian's prometheus package, into
