@@ -98,6 +98,11 @@ class PlanConfig:
     step_time_s: float | None = setting(
         None, flag="--step-time", help="target seconds per optimizer step"
     )
+    gpu_tflops: float | None = setting(
+        None,
+        help="dense bf16 TFLOP/s one GPU sustains on this model (about 40%% of peak: H100 "
+        "~400, A100 ~125); a --step-time that needs more is refused (default: not checked)",
+    )
     engine_stats: str | None = setting(
         None, metavar="HOST:PORT", help="an engine whose GetStats gives the CPU cost per sample"
     )
@@ -125,7 +130,7 @@ class PlanConfig:
         check_range(self.gpu_mem_gb, "plan.gpu_mem_gb", 0, lo_open=True)
         check_range(self.headroom, "plan.headroom", 0, 1, hi_open=True)
         check_range(self.target_wait, "plan.target_wait", 0, 1, hi_open=True)
-        for name in ("cpu_mem_gb", "step_time_s", "engine_cost_ms", "engine_cores"):
+        for name in ("cpu_mem_gb", "step_time_s", "gpu_tflops", "engine_cost_ms", "engine_cores"):
             value = getattr(self, name)
             if value is not None:
                 check_range(value, f"plan.{name}", 0, lo_open=True)
@@ -396,6 +401,14 @@ def make_plan(cfg: PlanConfig, run: RunConfig, security: Mapping[str, Any] | Non
             f"{verdict}{'   <- this run' if this else ''}"
         )
     refusal = _refusal(cfg, what, (stage, offload), rows, act, usable, fits)
+    if refusal is None and cfg.step_time_s is not None and cfg.gpu_tflops is not None:
+        need = 6 * total * gb * tokens / cfg.step_time_s / cfg.gpus / 1e12
+        if need > cfg.gpu_tflops:
+            refusal = (
+                f"{what} on {cfg.gpus} GPUs at {cfg.step_time_s:g} s per step of {gb} samples "
+                f"needs {need:,.0f} TFLOP/s per GPU, more than --gpu-tflops {cfg.gpu_tflops:g}; "
+                f"the step takes at least {cfg.step_time_s * need / cfg.gpu_tflops:.1f} s"
+            )
 
     lines.extend(_engine_lines(cfg, security or {}, gb, tokens, total))
     return Plan(lines, refusal)

@@ -413,7 +413,8 @@ def train(cfg: RunConfig, args: RunArgs) -> TrainResult:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="python -m trainer",
-        description="Train the multimodal model with DeepSpeed on data from engines.",
+        description="Train the multimodal model with DeepSpeed on data from engines. "
+        "`python -m trainer plan --help`: size a job (GPU memory, engines) first.",
     )
     p.add_argument(
         "--engines",

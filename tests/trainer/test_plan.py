@@ -119,6 +119,13 @@ def test_engines_from_a_cost_per_sample(capsys: pytest.CaptureFixture[str]) -> N
     total, _, _ = model_parameters(PRESETS["1b"])
     tflops = 6 * total * 512 * PRESETS["1b"].seq_len / 2 / 16 / 1e12
     assert f"{tflops:,.0f} TFLOP/s per GPU" in out
+    # A step time the GPUs cannot compute in is refused when their rate is given.
+    args = ("--size", "1b", "--gpus", "16", "--global-batch", "512", "--step-time", "2")
+    assert plan(capsys, *args, "--gpu-tflops", f"{tflops * 1.1:.0f}")[0] == 0
+    rc, _, err = plan(capsys, *args, "--gpu-tflops", "50")
+    assert rc == 2
+    assert f"needs {tflops:,.0f} TFLOP/s per GPU, more than --gpu-tflops 50" in err
+    assert f"the step takes at least {2 * tflops / 50:.1f} s" in err
 
 
 @pytest.mark.slow
