@@ -1,4 +1,4 @@
-"""``dataengine`` command line: synth, pack, prepare, serve, stats, digest, verify, audit.
+"""``dataengine`` command line: synth, pack, prepare, serve, stats, fleet, digest, verify, audit.
 
 The only module (with ``demo.py``) that prints; everything else logs.
 """
@@ -298,6 +298,28 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- fleet -------------------------------------------------------------------
+
+
+def _cmd_fleet(args: argparse.Namespace) -> int:
+    from dataengine.configs import check_range
+    from dataengine.fleet import fleet, format_advice
+
+    check_range(args.target_data_wait, "fleet.target_data_wait", 0, 1, hi_open=True)
+    advice = fleet(
+        args.engines,
+        target=args.target_data_wait,
+        trainer_metrics=[u for u in (args.trainer_metrics or "").split(",") if u.strip()],
+        channel_for=lambda endpoint: _engine_channel(args, endpoint),
+        timeout=args.timeout,
+    )
+    if args.json:
+        print(json.dumps(dataclasses.asdict(advice), indent=2))
+    else:
+        print(format_advice(advice))
+    return 0 if any(not row.error for row in advice.engines) else 1
+
+
 # -- health ------------------------------------------------------------------
 
 
@@ -488,6 +510,32 @@ def _digest_flags(p: argparse.ArgumentParser) -> None:
     add_flags(p, DiscoverySettings)
 
 
+def _fleet_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--engines",
+        required=True,
+        metavar="HOST:PORT[,...]|dns:///NAME:PORT|file:///PATH",
+        help="the engines, in any form the client takes",
+    )
+    p.add_argument(
+        "--target-data-wait",
+        type=float,
+        default=0.02,
+        metavar="FRACTION",
+        help="data-wait fraction to size the fleet for (default 0.02)",
+    )
+    p.add_argument(
+        "--trainer-metrics",
+        default=None,
+        metavar="URL[,...]",
+        help="trainer ranks' Prometheus endpoints: demand from them instead of the "
+        "clients' reports",
+    )
+    p.add_argument("--json", action="store_true", help="the advice as JSON")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds per engine")
+    _client_flags(p)
+
+
 # -- main --------------------------------------------------------------------
 
 
@@ -529,6 +577,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=float, default=10.0, help="seconds")
     p.populate = _client_flags
     p.set_defaults(func=_cmd_stats)
+
+    p = sub.add_parser(
+        "fleet",
+        help="the fleet's capacity against its demand, the bottleneck, and engines needed",
+    )
+    p.populate = _fleet_flags
+    p.set_defaults(func=_cmd_fleet)
 
     p = sub.add_parser(
         "health", help="ask an engine's grpc.health.v1 status (exit 0 if SERVING, 1 if not)"
