@@ -53,9 +53,9 @@ def resolve_factory(spec: str) -> Callable[..., Any]:
 
 
 def resolve_text(model: ModelConfig, given: set[str]) -> tuple[ModelConfig, str | None]:
-    """Check the model's text side at start; returns the model config (for
-    the built-in decoder with a ``tokenizer_dir``: ``vocab_size`` and
-    ``pad_id`` from the tokenizer, unless ``given`` names them) and the
+    """Check the model's text side at start; returns the model config (with
+    a ``tokenizer_dir`` and no backbone: ``vocab_size`` and ``pad_id`` from
+    the tokenizer, unless ``given`` names them) and the
     tokenizer the pipeline should name (``tokenizer.json``, or None for the
     byte tokenizer). ``ConfigError`` naming the field: a backbone path that
     does not exist, a config that does not parse, a tokenizer whose ids the
@@ -69,7 +69,7 @@ def resolve_text(model: ModelConfig, given: set[str]) -> tuple[ModelConfig, str 
     field = "pipeline.tokenizer" if tok_dir is None else "model.tokenizer_dir"
     if model.backbone is not None:
         check_tokenizer(tok, backbone_config(model.backbone), field)
-    elif tok_dir is not None and model.factory is None:  # the built-in decoder
+    elif tok_dir is not None:  # the built-in decoder, or a factory reading config.model
         values: dict[str, Any] = {"vocab_size": tok.vocab_size, "pad_id": tok.pad_id}
         model = replace(model, **{k: v for k, v in values.items() if k not in given})
         if tok.vocab_size > model.vocab_size:

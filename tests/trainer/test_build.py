@@ -96,6 +96,14 @@ def test_the_readme_example_is_short_and_keeps_the_contract(models_dir: Path) ->
     assert abs(loss.item() - math.log(cfg.model.vocab_size)) < 1.0
 
 
+def test_a_factory_sees_the_tokenizers_vocabulary(models_dir: Path, write_hf_tokenizer) -> None:
+    tok_dir = write_hf_tokenizer(models_dir / "tok")  # 320 ids, PAD 2
+    cfg = load_config(model_overrides={"factory": "my_models:build", "tokenizer_dir": str(tok_dir)})
+    assert (cfg.model.vocab_size, cfg.model.pad_id) == (320, 2)
+    assert cfg.train.pipeline.tokenizer == "tokenizer.json"
+    assert build_model(cfg).head.out_features == 320
+
+
 def test_factories_that_break_the_contract_are_named(models_dir: Path) -> None:
     with pytest.raises(ConfigError, match=r"model\.factory: must be package\.module:function"):
         load_config(model_overrides={"factory": "bad_models"})
