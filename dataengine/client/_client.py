@@ -316,6 +316,15 @@ class EngineClient:
         if added:
             self._fleet.probe(self.config.probe_timeout_s, added)
 
+    def _release_removed(self) -> None:
+        """Monitor thread: close the channel and the same-host or data
+        channel link of each removed engine once its last stream ended, so
+        a fleet that changes for days keeps only what it routes to."""
+        for endpoint in self._fleet.retired():
+            if not self._fetcher.busy(endpoint):
+                self._fetcher.receiver.drop(endpoint, "removed from the fleet")
+                self._fleet.forget(endpoint)
+
     def remove_endpoint(self, endpoint: str) -> bool:
         """Stop routing work to ``endpoint`` (its open streams finish); the
         fleet's other engines take over its shards. False if unknown."""
@@ -335,6 +344,7 @@ class EngineClient:
                 now = time.monotonic()
                 self._fetcher.check_stalls(now)
                 if now >= next_probe:
+                    self._release_removed()
                     for endpoint, status in self._fleet.probe(cfg.probe_timeout_s).items():
                         if status == "NO_ANSWER":
                             self._fetcher.check_stalls(

@@ -432,6 +432,16 @@ class Fetcher:
 
     # -- monitor -----------------------------------------------------------
 
+    def busy(self, endpoint: str) -> bool:
+        """Whether a call to ``endpoint`` is still open."""
+        with self._lock:
+            batches = list(self._batches)
+        for batch in batches:
+            with batch.cond:
+                if any(c.endpoint == endpoint and not c.done for c in batch.calls):
+                    return True
+        return False
+
     def check_stalls(
         self, now: float, endpoint: str | None = None, idle_s: float | None = None
     ) -> None:

@@ -150,7 +150,8 @@ class Fleet:
 
     def remove(self, endpoint: str) -> bool:
         """Stop routing to and probing ``endpoint``; its open streams finish
-        (the channel closes with the client). False if it was unknown."""
+        (the client ``forget``s its channel after them). False if it was
+        unknown."""
         with self._lock:
             engine = self._engines.pop(endpoint, None)
             if engine is None:
@@ -162,6 +163,19 @@ class Fleet:
                 self._ranked.clear()
         _LOG.info("engine %s removed from the fleet", endpoint)
         return True
+
+    def retired(self) -> list[str]:
+        """Endpoints removed from the fleet whose channels are still open."""
+        with self._lock:
+            return list(self._retired)
+
+    def forget(self, endpoint: str) -> None:
+        """Close a removed endpoint's channel (no stream of it is open: the
+        caller checked); a later ``add`` opens a new one."""
+        with self._lock:
+            engine = self._retired.pop(endpoint, None)
+        if engine is not None:
+            engine.channel.close()
 
     def mark_dead(self, endpoint: str, reason: str) -> bool:
         """Stop routing new work to ``endpoint``; True if it was live."""

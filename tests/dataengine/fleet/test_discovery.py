@@ -65,6 +65,13 @@ def _fingerprint(endpoint: str) -> str:
     return str(info.fingerprint)
 
 
+def _links(endpoint: str) -> int:
+    """Same-host and data-channel links a client holds on the engine."""
+    with grpc.insecure_channel(endpoint) as channel:
+        stats = pb_grpc.DataEngineStub(channel).GetStats(pb.GetStatsRequest(), timeout=30)
+    return int(stats.shared_segments + stats.data_channels)
+
+
 def _kinds(client: EngineClient, endpoint: str) -> list[str]:
     return [e.kind for e in client.stats.events if e.endpoint == endpoint]
 
@@ -134,6 +141,7 @@ def test_a_file_source_takes_a_streaming_client_from_1_to_3_to_2_engines_and_a_k
         _write(engines, [a.address, b.address])
         wait_until(lambda: sorted(client.live_endpoints()) == sorted([a.address, b.address]))
         got += [next(batches) for _ in range(3)]
+        wait_until(lambda: _links(c.address) == 0)  # its link is let go, the client runs on
 
         # b dies while still listed: its samples fail over to a.
         b.proc.send_signal(signal.SIGKILL)
