@@ -5,6 +5,7 @@ or read from a real engine's GetStats."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -26,7 +27,8 @@ REPO = Path(__file__).resolve().parents[2]
 def plan(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     rc = main(list(argv))
     out, err = capsys.readouterr()
-    return rc, out, err
+    # DeepSpeed's first import prints its accelerator line to stdout.
+    return rc, out[out.find("plan: ") :] if "plan: " in out else out, err
 
 
 def row(out: str, name: str) -> list[str]:
@@ -126,6 +128,22 @@ def test_engines_from_a_cost_per_sample(capsys: pytest.CaptureFixture[str]) -> N
     assert rc == 2
     assert f"needs {tflops:,.0f} TFLOP/s per GPU, more than --gpu-tflops 50" in err
     assert f"the step takes at least {2 * tflops / 50:.1f} s" in err
+
+
+def test_a_backbone_config_file_is_planned_from_its_shape(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """--backbone names a config JSON (or a checkpoint directory): its shape
+    is counted, no weights are read or built."""
+    shape = {**BACKBONE_SHAPES["7b"], "num_hidden_layers": 14}  # half of Qwen2.5-7B's depth
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(shape))
+    rc, out, err = plan(capsys, "--backbone", str(config), "--gpus", "8", "--gpu-mem", "16")
+    total = backbone_parameters(shape)[0]
+    assert out.startswith(f"plan: backbone {config}, {total / 1e9:.2f} B parameters"), err
+    # The built-in preset's stage: ZeRO-2 replicates 16-bit weights, too much for 16 GB.
+    assert rc == 2 and "ZeRO-2 without offload needs" in err
+    assert "fits: ZeRO-2 + optimizer offload, ZeRO-3, ZeRO-3 + optimizer offload" in err
 
 
 @pytest.mark.slow
