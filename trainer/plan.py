@@ -402,12 +402,13 @@ def make_plan(cfg: PlanConfig, run: RunConfig, security: Mapping[str, Any] | Non
         )
     refusal = _refusal(cfg, what, (stage, offload), rows, act, usable, fits)
     if refusal is None and cfg.step_time_s is not None and cfg.gpu_tflops is not None:
-        need = 6 * total * gb * tokens / cfg.step_time_s / cfg.gpus / 1e12
-        if need > cfg.gpu_tflops:
+        tflops = 6 * total * gb * tokens / cfg.step_time_s / cfg.gpus / 1e12
+        if tflops > cfg.gpu_tflops:
             refusal = (
                 f"{what} on {cfg.gpus} GPUs at {cfg.step_time_s:g} s per step of {gb} samples "
-                f"needs {need:,.0f} TFLOP/s per GPU, more than --gpu-tflops {cfg.gpu_tflops:g}; "
-                f"the step takes at least {cfg.step_time_s * need / cfg.gpu_tflops:.1f} s"
+                f"needs {tflops:,.0f} TFLOP/s per GPU, more than --gpu-tflops "
+                f"{cfg.gpu_tflops:g}; the step takes at least "
+                f"{cfg.step_time_s * tflops / cfg.gpu_tflops:.1f} s"
             )
 
     lines.extend(_engine_lines(cfg, security or {}, gb, tokens, total))
