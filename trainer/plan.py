@@ -479,7 +479,9 @@ def _engine_lines(
     demand = global_batch / t
     flops = 6 * params * global_batch * tokens
     lines = [
-        f"compute: 6 x params x tokens = {flops / 1e15:.1f} PFLOP per step: "
+        "compute: 6 x params x tokens = "
+        + (f"{flops / 1e15:.1f} PFLOP" if flops >= 1e15 else f"{flops / 1e12:.1f} TFLOP")
+        + " per step: "
         f"{flops / t / cfg.gpus / 1e12:,.0f} TFLOP/s per GPU at {t:g} s per step "
         "(dense bf16 peak: H100 989, A100 312)",
         f"engines must deliver {demand:,.1f} samples/s ({demand / cfg.gpus:.2f} per GPU, "
