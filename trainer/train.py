@@ -14,12 +14,18 @@ The DeepSpeed launcher, two processes on one node (GPUs, or CPU with gloo)::
 
     deepspeed --num_gpus 2 --module trainer --engines 127.0.0.1:50051 --steps 50
 
-Options: ``--size tiny|small|base``, ``--config run.json`` (see
+Options: ``--size tiny|small|base`` (the built-in decoder) or
+``1b|7b|32b|70b`` (a Hugging Face backbone shape under ZeRO-3,
+``trainer/scale.py``), ``--backbone DIR_OR_CONFIG.json``, ``--model
+pkg.module:build`` (``trainer/README.md``), ``--config run.json`` (see
 ``trainer/config.py``), ``--ds-config ds.json`` (replaces
 ``trainer/configs/ds_zero2.json``), ``--checkpoint-dir DIR --save-every N``,
 ``--resume`` (continue from DIR's latest checkpoint, model, optimizer, LR
 schedule, RNG and the exact data cursor), ``--log-file metrics.jsonl`` (one
-JSON line per optimizer step, written by rank 0).
+JSON line per optimizer step, written by rank 0), ``--metrics-port N``
+(Prometheus, ``trainer/metrics.py``), ``--data-free`` (the compute ceiling,
+``trainer/data_free.py``). ``python -m trainer plan`` sizes a run
+(``trainer/plan.py``).
 
 The loop, per optimizer step: ``grad_accum_steps`` times (wait for the next
 micro-batch, forward, backward, ``engine.step()``); ``trainer/prefetch.py``
@@ -42,7 +48,7 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -58,10 +64,11 @@ from dataengine.errors import ConfigError, DataEngineError
 from dataengine.security.client import ClientSecurity
 from trainer.build import build_model, check_loss, local_pipeline
 from trainer.config import PRESETS, ModelConfig, RunConfig, TrainConfig, load_config
+from trainer.data_free import DataFreeBatches
 from trainer.distributed import DistInfo, all_reduce_mean, init_distributed
 from trainer.metrics import DataWait, TrainerMetrics
 from trainer.model import MODEL_INPUTS
-from trainer.prefetch import DevicePrefetcher
+from trainer.prefetch import DeviceBatch, DevicePrefetcher
 from trainer.scale import partitioned_init
 
 __all__ = ["RunArgs", "TrainResult", "main", "parse_args", "train"]
@@ -76,12 +83,15 @@ class RunArgs:
     file, and whether to resume from ``train.checkpoint_dir``; ``client``:
     ``EngineClient`` keyword arguments from the ``ClientSecurity`` and
     ``DiscoverySettings`` flags
-    (``--tls-ca``, ``--tls-cert``, ``--tls-key``, ...)."""
+    (``--tls-ca``, ``--tls-cert``, ``--tls-key``, ...); ``data_free``: train
+    on the first batch again and again, with no data path after it (the
+    compute ceiling, ``trainer/data_free.py``)."""
 
     engines: tuple[str, ...]
     log_file: Path | None = None
     resume: bool = False
     client: Mapping[str, Any] = field(default_factory=dict)
+    data_free: bool = False
 
 
 @dataclass(frozen=True)
@@ -337,7 +347,7 @@ def train(cfg: RunConfig, args: RunArgs) -> TrainResult:
         # micro-batch i+1 to the device (a side CUDA stream on GPUs) while
         # i computes; each batch carries the cursor taken when it was drawn,
         # since the client's own cursor is one micro-batch ahead.
-        batches = stack.enter_context(
+        batches: Iterator[DeviceBatch] = stack.enter_context(
             DevicePrefetcher(
                 client.batches(),
                 device,
@@ -345,6 +355,8 @@ def train(cfg: RunConfig, args: RunArgs) -> TrainResult:
                 state=client.state_dict,
             )
         )
+        if args.data_free:
+            batches = DataFreeBatches(batches)
         cursor = client.state_dict()
         meter = _Meter()
         checkpoint: Path | None = None
@@ -434,6 +446,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add_flags(p, ClientSecurity)
     add_flags(p, DiscoverySettings)  # --discovery-interval
     p.add_argument("--resume", action="store_true", help="continue from the latest checkpoint")
+    p.add_argument(
+        "--data-free",
+        action="store_true",
+        help="train on the first micro-batch, kept on the device, for every step: "
+        "the step rate with no data path (the ceiling engines are measured against)",
+    )
     p.add_argument("--log-file", type=Path, help="JSON lines, one per optimizer step (rank 0)")
     p.add_argument(
         "--write-pipeline",
@@ -483,6 +501,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.log_file,
             args.resume,
             {**flag_values(ClientSecurity, args), **flag_values(DiscoverySettings, args)},
+            data_free=args.data_free,
         )
         result = train(cfg, run)
     except DataEngineError as exc:
