@@ -24,12 +24,16 @@ On one machine with GPUs and CPU cores:
 
 Printed as a table; ``--out/gpu_check.json`` holds the figures. The aim is
 fed / data-free >= 0.97 at a step time like a real pretraining step (100-300
-ms): ``--d-model``, ``--layers`` and ``--micro-batch`` size the model for the
-card (the defaults give ~0.8 B parameters over the ``base`` preset's
-inputs: 16x224x224 CT, 12x2500 ECG, 512 text tokens).
+ms): ``--size`` and ``--micro-batch`` size the run for the card. The default,
+``--size 1b`` with micro-batch 8, is the trainer's own 1b preset (Llama-3.2-1B's
+shape as a Hugging Face backbone, ZeRO-3 with ``zero.Init``, bf16, activation
+checkpointing) over 16x224x224 CT, 12x2500 ECG and 512 text tokens: 787 tokens
+per sample, about 47 TFLOP of model FLOPs per step (``python -m trainer plan
+--size 1b --gpus 1 --global-batch 8`` prints the sizing).
 
-``--allow-cpu`` runs the same path on CPU (gloo, float32, the tiny preset):
-the CPU twin that the test suite runs; its figures say nothing about GPUs.
+``--allow-cpu`` runs the same path on CPU (gloo, one rank) with the same
+preset shrunk to a width and depth a CPU trains in seconds: the CPU twin
+that the test suite runs; its figures say nothing about GPUs.
 """
 
 from __future__ import annotations
@@ -102,28 +106,43 @@ def _parse(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=80, help="optimizer steps per run")
     p.add_argument("--warmup", type=int, default=20, help="steps left out of the figures")
     p.add_argument("--micro-batch", type=int, default=8, help="samples per micro-batch per GPU")
-    p.add_argument("--d-model", type=int, default=2048, help="model width")
-    p.add_argument("--layers", type=int, default=16, help="transformer layers")
-    p.add_argument("--heads", type=int, default=16, help="attention heads")
+    p.add_argument("--size", default="1b", help="the trainer's --size preset")
     p.add_argument("--allow-cpu", action="store_true", help="run the CPU twin (tiny preset, gloo)")
     return p.parse_args(list(argv))
 
 
+# The CPU twin: the preset's settings (ZeRO-3, zero.Init, checkpointing) at a
+# width, depth and input size a CPU trains in seconds. vocab 300 holds the
+# byte tokenizer's 259 ids.
+CPU_TWIN_MODEL = {
+    "backbone": {
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 2,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "vocab_size": 300,
+    },
+    "d_model": 32,
+    "image_slices": 8,
+    "image_size": 64,
+    "wave_samples": 800,
+    "max_text_tokens": 128,
+}
+
+
 def _run_config(args: argparse.Namespace, cuda: bool) -> dict[str, Any]:
-    """The trainer's run config: the ``base`` preset's inputs with a model of
-    ``--d-model`` x ``--layers`` on GPUs, the tiny preset on the CPU twin.
-    torch's AdamW instead of DeepSpeed's fused one: no CUDA compile at start."""
-    if not cuda:
-        return {
-            "size": "tiny",
-            "train": {"micro_batch_size": args.micro_batch, "log_every": 10},
-        }
-    return {
-        "size": "base",
-        "model": {"d_model": args.d_model, "n_layers": args.layers, "n_heads": args.heads},
+    """The trainer's run config: ``--size`` as it is on GPUs, shrunk on the
+    CPU twin. torch's AdamW instead of DeepSpeed's fused one: no CUDA
+    compile at start, the same update."""
+    config: dict[str, Any] = {
+        "size": args.size,
         "train": {"micro_batch_size": args.micro_batch, "log_every": 10},
-        "deepspeed": {"optimizer": {"params": {"torch_adam": True}}, "bf16": {"enabled": True}},
+        "deepspeed": {"optimizer": {"params": {"torch_adam": True}}},
     }
+    if not cuda:
+        config["model"] = CPU_TWIN_MODEL
+    return config
 
 
 def _trainer_command(gpus: int, cuda: bool) -> list[str]:
@@ -193,9 +212,9 @@ def main(argv: Sequence[str]) -> int:
     free = steady_figures(work / "free.jsonl", args.warmup, gpus)
     ratio = fed.steps_per_s / free.steps_per_s
     device = torch.cuda.get_device_name(0) if cuda else "cpu (twin)"
-    print(f"gpu: {device} x {gpus}, {cores} CPU cores; model d_model {args.d_model} x "
-          f"{args.layers} layers, micro-batch {args.micro_batch}" if cuda else
-          f"gpu: CPU twin, tiny preset, micro-batch {args.micro_batch}")  # fmt: skip
+    what = "" if cuda else " shrunk (CPU twin)"
+    print(f"gpu: {device} x {gpus}, {cores} CPU cores; --size {args.size}{what}, "
+          f"micro-batch {args.micro_batch}")  # fmt: skip
     print(f"{'run':<12}{'step ms':>10}{'steps/s':>10}{'samples/s/GPU':>15}{'data wait':>11}")
     for name, f in (("engine-fed", fed), ("data-free", free)):
         print(
@@ -210,9 +229,7 @@ def main(argv: Sequence[str]) -> int:
         "cpu_cores": cores,
         "engines": args.engines,
         "engine_workers": workers,
-        "model": {"d_model": args.d_model, "layers": args.layers, "heads": args.heads}
-        if cuda
-        else "tiny",
+        "size": args.size if cuda else f"{args.size} shrunk (CPU twin)",
         "micro_batch": args.micro_batch,
         "warmup_steps": args.warmup,
         "engine_fed": asdict(fed),
