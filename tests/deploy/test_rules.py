@@ -3,8 +3,10 @@
 ``.venv/tools``): they load, as does ``prometheus.yml``, their unit tests
 (``alerts_test.yml``) pass, and the recording rule
 ``medstream:fleet_engines_needed`` gives the figure of
-``dataengine.capacity.engines_needed`` on the same inputs, both on cases
-generated here from the Python function and on every case of
+``dataengine.capacity.engines_needed`` on the same inputs (the imbalance
+being the max / mean of the engines' served rates, as
+``medstream:fleet_imbalance`` and ``dataengine fleet`` measure it), both on
+cases generated here from the Python function and on every case of
 ``alerts_test.yml``."""
 
 from __future__ import annotations
@@ -78,7 +80,7 @@ def test_scrape_config_checks(promtool: Path, tmp_path: Path) -> None:
 
 def test_a_failing_rule_test_fails(promtool: Path, tmp_path: Path) -> None:
     """The check itself: promtool exits non-zero when an expectation is wrong."""
-    spec = _engines_needed_test([([100.0], [50.0], 3)])  # the right answer is 2
+    spec = _engines_needed_test([([100.0], [50.0], [], 3)])  # the right answer is 2
     path = tmp_path / "wrong_test.yml"
     path.write_text(yaml.safe_dump(spec))
     proc = subprocess.run(
@@ -87,11 +89,25 @@ def test_a_failing_rule_test_fails(promtool: Path, tmp_path: Path) -> None:
     assert proc.returncode != 0 and "FAILED" in proc.stdout + proc.stderr
 
 
-def _engines_needed_test(cases: list[tuple[list[float], list[float], int]]) -> dict:
+Case = tuple[list[float], list[float], list[float], int]
+
+
+def _imbalance(served: list[float]) -> float:
+    """``medstream:fleet_imbalance`` in Python: the busiest engine's served
+    rate over the mean (engines serving nothing included), at least 1; 1
+    when nothing is served."""
+    if not served or sum(served) <= 0:
+        return 1.0
+    return max(1.0, max(served) / statistics.fmean(served))
+
+
+def _engines_needed_test(cases: list[Case]) -> dict:
     """A promtool unit-test file: one namespace per case (trainer demands,
-    engine capacities, expected engines needed)."""
+    engine capacities, engine served rates in samples/s (empty: no
+    samples-served series at all), expected engines needed). Series are
+    sampled every minute, so a counter of rate ``r`` grows ``60 r`` a step."""
     series, samples = [], []
-    for i, (demands, capacities, expected) in enumerate(cases):
+    for i, (demands, capacities, served, expected) in enumerate(cases):
         ns = f"case{i}"
         for r, d in enumerate(demands):
             series.append(
@@ -109,6 +125,14 @@ def _engines_needed_test(cases: list[tuple[list[float], list[float], int]]) -> d
                         "values": f"{v!r}x10",
                     }
                 )
+        for e, r in enumerate(served):
+            series.append(
+                {
+                    "series": f'medstream_engine_samples_served_total{{namespace="{ns}", '
+                    f'pod="engine-{e}"}}',
+                    "values": f"0+{60 * r!r}x10",
+                }
+            )
         samples.append(
             {"labels": f'medstream:fleet_engines_needed{{namespace="{ns}"}}', "value": expected}
         )
@@ -131,23 +155,40 @@ def _engines_needed_test(cases: list[tuple[list[float], list[float], int]]) -> d
     }
 
 
-def _generated_cases() -> list[tuple[list[float], list[float], int]]:
+def _generated_cases() -> list[Case]:
     rng = random.Random(12)
-    cases: list[tuple[list[float], list[float], int]] = [
-        ([400.0], [49.0], 8),  # an exact fit: 400 * 0.98 / 49 = 8.0, not 9
-        ([0.0, 0.0], [80.0], 1),  # trainers idle: at least one engine
-        ([1.0], [1000.0], 1),
+    cases: list[Case] = [
+        ([400.0], [49.0], [], 8),  # an exact fit: 400 * 0.98 / 49 = 8.0, not 9
+        ([400.0], [49.0, 49.0], [30.0, 30.0], 8),  # even: imbalance exactly 1
+        ([0.0, 0.0], [80.0], [], 1),  # trainers idle: at least one engine
+        ([0.0, 0.0], [80.0, 80.0], [0.0, 0.0], 1),  # nothing served: imbalance 1
+        ([1.0], [1000.0], [], 1),
+        # one engine of 4 owning 36% of the shards: 5 engines, not 4
+        ([80.0] * 4, [100.0] * 4, [36.0, 24.0, 20.0, 20.0], 5),
     ]
-    for _ in range(40):
+    for i in range(40):
         demands = [float(rng.randint(0, 400)) for _ in range(rng.randint(1, 16))]
         capacities = [float(rng.randint(20, 600)) for _ in range(rng.randint(1, 12))]
-        cases.append((demands, capacities, 0))
-    return [(d, c, engines_needed(sum(d), statistics.fmean(c), target=TARGET)) for d, c, _ in cases]
+        served = [] if i % 4 == 0 else [float(rng.randint(0, 300)) for _ in capacities]
+        cases.append((demands, capacities, served, 0))
+    return [
+        (
+            d,
+            c,
+            r,
+            engines_needed(sum(d), statistics.fmean(c), target=TARGET, imbalance=_imbalance(r)),
+        )
+        for d, c, r, _ in cases
+    ]
 
 
 def test_recording_rule_matches_the_python_function(promtool: Path, tmp_path: Path) -> None:
     cases = _generated_cases()
-    assert cases[0][2] == 8 and len({n for _, _, n in cases}) > 10  # a spread of answers
+    assert cases[0][3] == 8 and cases[1][3] == 8 and cases[5][3] == 5
+    assert len({n for *_, n in cases}) > 10  # a spread of answers
+    # the imbalance decides the answer in many of them
+    even = [engines_needed(sum(d), statistics.fmean(c), target=TARGET) for d, c, _, _ in cases]
+    assert sum(n != e for (*_, n), e in zip(cases, even, strict=True)) >= 10
     path = tmp_path / "engines_needed_test.yml"
     path.write_text(yaml.safe_dump(_engines_needed_test(cases)))
     assert "SUCCESS" in _run(promtool, "test", "rules", path)
@@ -156,6 +197,15 @@ def test_recording_rule_matches_the_python_function(promtool: Path, tmp_path: Pa
 def _first_value(values: str) -> float:
     """The first value of a constant series (``'120x30'``)."""
     return float(values.split()[0].split("x")[0].split("+")[0])
+
+
+def _rate_per_second(values: str, interval: str) -> float:
+    """The rate of a counter growing steadily (``'0+2160x30'`` every 1m:
+    36/s)."""
+    assert interval == "1m", interval
+    assert len(values.split()) == 1, values  # one steady segment
+    step = values.split("x")[0].partition("+")[2]
+    return float(step or 0) / 60
 
 
 def _namespace(labels: str) -> str:
@@ -171,6 +221,7 @@ def test_every_engines_needed_case_in_the_rule_tests_matches_python() -> None:
         demand: dict[str, float] = defaultdict(float)
         capacities: dict[str, list[float]] = defaultdict(list)
         running: dict[str, int] = defaultdict(int)
+        served: dict[str, list[float]] = defaultdict(list)
         for s in group["input_series"]:
             name, labels = s["series"].split("{", 1)
             ns = _namespace(labels)
@@ -181,15 +232,21 @@ def test_every_engines_needed_case_in_the_rule_tests_matches_python() -> None:
                     capacities[ns].append(v)
             elif name == "medstream_engine_workers":
                 running[ns] += 1
+            elif name == "medstream_engine_samples_served_total":
+                served[ns].append(_rate_per_second(s["values"], group["interval"]))
         for test in group.get("promql_expr_test", []):
             if test["expr"] != "medstream:fleet_engines_needed":
                 continue
             for sample in test["exp_samples"]:
                 ns = _namespace(sample["labels"])
                 if capacities[ns]:
-                    want = engines_needed(demand[ns], statistics.fmean(capacities[ns]))
+                    want = engines_needed(
+                        demand[ns],
+                        statistics.fmean(capacities[ns]),
+                        imbalance=_imbalance(served[ns]),
+                    )
                 else:  # no engine has served yet: the rule holds what runs
                     want = running[ns]
                 assert sample["value"] == want, (ns, sample)
                 checked += 1
-    assert checked >= 3
+    assert checked >= 4
