@@ -42,6 +42,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures as cf
 import logging
+import queue
 import threading
 import time
 from collections.abc import Generator, Iterator, Sequence
@@ -181,43 +182,59 @@ class EngineClient:
         )
 
     def _describe_all(self) -> pb.DatasetInfo:
-        """Describe every engine of the starting set at once. The first that
-        answers (in the order given) sets the fleet's fingerprint; every
-        other that answers must state the same (``ConfigError`` naming both
-        engines and both fingerprints). One that does not answer is checked
-        before it becomes live (``_verify``), and again by each stream."""
-        request = pb.DescribeDatasetRequest(dataset=self.config.dataset or "")
-        pending = [
-            (
-                e,
-                self._fleet.stub(e).DescribeDataset.future(
-                    request, timeout=self.config.connect_timeout_s
-                ),
+        """Describe every engine of the starting set at once. Once one has
+        answered, the others get ``probe_timeout_s`` more (a frozen or
+        unreachable engine does not hold the start up for
+        ``connect_timeout_s``). Of those that answered, the first in the
+        order given sets the fleet's fingerprint and every other must state
+        the same (``ConfigError`` naming both engines and both
+        fingerprints). One that did not answer is checked before it becomes
+        live (``_verify``), and again by each stream."""
+        cfg = self.config
+        request = pb.DescribeDatasetRequest(dataset=cfg.dataset or "")
+        endpoints = self._fleet.endpoints()
+        finished: queue.SimpleQueue[str] = queue.SimpleQueue()
+        futures = {}
+        for endpoint in endpoints:
+            future = self._fleet.stub(endpoint).DescribeDataset.future(
+                request, timeout=cfg.connect_timeout_s
             )
-            for e in self._fleet.endpoints()
-        ]
-        answers: list[tuple[str, pb.DatasetInfo]] = []
+            future.add_done_callback(lambda _, e=endpoint: finished.put(e))
+            futures[endpoint] = future
+        answered: dict[str, pb.DatasetInfo] = {}
         failures = []
-        for endpoint, future in pending:
-            try:
-                answers.append((endpoint, future.result()))
-            except grpc.RpcError as exc:
-                if exc.code() not in _RETRYABLE:
-                    raise status_error(exc, endpoint) from None
-                failures.append(f"{endpoint} ({exc.code().name})")
-        if not answers:
+        deadline = time.monotonic() + cfg.connect_timeout_s
+        try:
+            for _ in endpoints:
+                try:
+                    endpoint = finished.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                try:
+                    answered[endpoint] = futures[endpoint].result()
+                except grpc.RpcError as exc:
+                    if exc.code() not in _RETRYABLE:
+                        raise status_error(exc, endpoint) from None
+                    failures.append(f"{endpoint} ({exc.code().name})")
+                if len(answered) == 1 and endpoint in answered:
+                    deadline = min(deadline, time.monotonic() + cfg.probe_timeout_s)
+        finally:
+            for future in futures.values():
+                future.cancel()  # stragglers: checked before they become live
+        if not answered:
             raise EngineUnavailableError(
                 f"UNAVAILABLE: no engine answered DescribeDataset within "
-                f"{self.config.connect_timeout_s}s: " + ", ".join(failures)
+                f"{cfg.connect_timeout_s}s: " + ", ".join(failures)
             )
-        first, info = answers[0]
+        first, *others = [e for e in endpoints if e in answered]
+        info = answered[first]
         self._fleet.set_reference(first, info.fingerprint)
-        for endpoint, other in answers[1:]:
-            reason = self._fleet.mismatch(endpoint, other.fingerprint)
+        for endpoint in others:
+            reason = self._fleet.mismatch(endpoint, answered[endpoint].fingerprint)
             if reason is not None:
                 raise ConfigError(
                     "client.endpoints",
-                    f"{reason} (datasets {other.name!r} and {info.name!r}); "
+                    f"{reason} (datasets {answered[endpoint].name!r} and {info.name!r}); "
                     "list engines of one dataset only",
                 )
         return info
