@@ -278,7 +278,7 @@ def test_a_discovered_engine_of_another_export_gets_no_work(
     assert _digests(got) == reference
 
 
-def test_an_engine_restarted_with_another_export_is_refused(
+def test_an_engine_restarted_with_another_export_is_refused_until_it_serves_ours(
     start_engine, fleet_dataset: Path, other_export: Path, samples_served, wait_until
 ) -> None:
     a, b = (start_engine([fleet_dataset], "--workers", "1") for _ in range(2))
@@ -294,12 +294,19 @@ def test_an_engine_restarted_with_another_export_is_refused(
         b.proc.send_signal(signal.SIGKILL)
         b.proc.wait(30)
         wait_until(lambda: client.live_endpoints() == [a.address])
-        restarted = start_engine([other_export], "--workers", "1", "--port", port)
-        assert restarted.address == b.address
+        other = start_engine([other_export], "--workers", "1", "--port", port)
+        assert other.address == b.address
         wait_until(lambda: "refused" in _kinds(client, b.address))
-        got += list(batches)
+        got += [next(batches) for _ in range(3)]
         assert client.live_endpoints() == [a.address]
-    assert samples_served(restarted.address) == 0
+        assert samples_served(other.address) == 0  # never routed to
+        # Restarted again, with the fleet's dataset: it rejoins.
+        other.proc.send_signal(signal.SIGKILL)
+        other.proc.wait(30)
+        ours = start_engine([fleet_dataset], "--workers", "1", "--port", port)
+        wait_until(lambda: sorted(client.live_endpoints()) == sorted([a.address, b.address]))
+        got += list(batches)
+    assert ours.address == b.address
     assert _digests(got) == reference
     ids = _ids(got)
     assert sorted(ids[:N]) == sorted(ids[N:]) == list(range(N))
