@@ -357,7 +357,9 @@ class EngineStatsProbe:
                 raise DataEngineError(f"{exc.code().name}: {exc.details()}") from None
 
 
-def test_the_trainer_and_digest_take_a_token_file_never_a_token(tmp_path: Path) -> None:
+def test_the_trainer_and_digest_take_a_token_file_never_a_token(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     from dataengine.cli import build_parser
     from dataengine.configs import flag_values
     from dataengine.security.client import ClientSecurity
@@ -369,11 +371,20 @@ def test_the_trainer_and_digest_take_a_token_file_never_a_token(tmp_path: Path) 
     assert security.token_file == path and security.token() == TOKENS["reader"]
     digest = build_parser().parse_args(["digest", "--engines", "h:1", "--token-file", str(path)])
     assert flag_values(ClientSecurity, digest) == {"token_file": path}
-    # argparse reads --token as --token-file: the token must not be echoed.
-    mistaken = parse_args(["--engines", "127.0.0.1:1", "--token", TOKENS["reader"]])
+    # A mistyped --token SECRET: argparse reads it as --token-file where that
+    # is the only match (digest), and refuses it as ambiguous where
+    # --tokenizer-dir matches too (the trainer). Either way the token is
+    # never echoed.
+    mistaken = build_parser().parse_args(
+        ["digest", "--engines", "h:1", "--token", TOKENS["reader"]]
+    )
     with pytest.raises(ConfigError) as info:
         ClientSecurity(**flag_values(ClientSecurity, mistaken))
     assert TOKENS["reader"] not in str(info.value)
+    with pytest.raises(SystemExit) as stop:
+        parse_args(["--engines", "127.0.0.1:1", "--token", TOKENS["reader"]])
+    assert stop.value.code == 2
+    assert TOKENS["reader"] not in capsys.readouterr().err
     empty = tmp_path / "empty.token"
     empty.write_text("\n")
     with pytest.raises(ConfigError, match=r"client\.token_file") as info:
