@@ -50,6 +50,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._support import Corpus, packed_corpus, start_fleet, stop_all
+from trainer.build import local_pipeline
+from trainer.config import load_config
 
 __all__ = ["RunFigures", "main", "steady_figures"]
 
@@ -190,8 +192,9 @@ def main(argv: Sequence[str]) -> int:
     config.write_text(json.dumps(_run_config(args, cuda), indent=2))
     job = work / "pipeline.json"
     trainer = [*_trainer_command(gpus, cuda), "--config", str(config)]
-    subprocess.run([sys.executable, "-m", "trainer", "--config", str(config),
-                    "--write-pipeline", str(job)], check=True)  # fmt: skip
+    # What `python -m trainer --config run.json --write-pipeline job.json` writes.
+    spec = local_pipeline(load_config(config))
+    job.write_text(json.dumps(spec.to_dict(), indent=2) + "\n", encoding="utf-8")
     subprocess.run(
         [sys.executable, "-m", "dataengine", "prepare", str(dataset), "--pipeline", str(job),
          "--workers", str(cores)],

@@ -236,7 +236,9 @@ def _format_capacity(c: pb.CapacityStats) -> list[str]:
     for d in c.clients:
         lines.append(
             f"client {d.client} ({d.peer}): {d.samples_per_second:.1f} samples/s consumed, "
-            f"data wait {100 * d.data_wait_fraction:.1f}%, reported {d.age_seconds:.0f} s ago"
+            f"client-measured data wait {100 * d.data_wait_fraction:.1f}% (its recent window; the "
+            f"trainer's own figure is medstream_trainer_data_wait_fraction), "
+            f"reported {d.age_seconds:.0f} s ago"
         )
     if not c.clients:
         lines.append("clients: none reported demand in the window")

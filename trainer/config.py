@@ -209,6 +209,20 @@ class ModelConfig:
         return self.prefix_tokens + self.max_text_tokens
 
 
+# The smallest size worth pretraining on GPUs (about 25 M parameters); its
+# inputs (16 x 224² CT, 12 x 2500 ECG, 512 text tokens) are the scale sizes' too.
+_BASE = ModelConfig(
+    d_model=512,
+    n_layers=8,
+    n_heads=8,
+    patch_size=16,
+    image_slices=16,
+    image_size=224,
+    wave_samples=2500,
+    max_text_tokens=512,
+    activation_checkpointing=True,
+)
+
 PRESETS: dict[str, ModelConfig] = {
     # CPU tests and the demo: a step in a fraction of a second on one core.
     "tiny": ModelConfig(),
@@ -223,34 +237,14 @@ PRESETS: dict[str, ModelConfig] = {
         wave_samples=1000,
         max_text_tokens=256,
     ),
-    # The smallest size worth pretraining on GPUs (about 25 M parameters).
-    "base": ModelConfig(
-        d_model=512,
-        n_layers=8,
-        n_heads=8,
-        patch_size=16,
-        image_slices=16,
-        image_size=224,
-        wave_samples=2500,
-        max_text_tokens=512,
-        activation_checkpointing=True,
-    ),
+    "base": _BASE,
     # Pretraining scale (trainer/scale.py): a Llama/Qwen-shaped backbone of
     # that size with base's image and waveform prefix (encoders 1024 wide,
     # projected to the backbone's hidden size); ZeRO-3, bf16, activation
     # checkpointing and deepspeed.zero.Init come with the size.
+    # (n_layers: the built-in decoder's, unused beside a backbone).
     **{
-        name: ModelConfig(
-            d_model=1024,
-            n_heads=8,
-            patch_size=16,
-            image_slices=16,
-            image_size=224,
-            wave_samples=2500,
-            max_text_tokens=512,
-            activation_checkpointing=True,
-            backbone=dict(shape),
-        )
+        name: replace(_BASE, d_model=1024, n_layers=2, backbone=dict(shape))
         for name, shape in BACKBONE_SHAPES.items()
     },
 }

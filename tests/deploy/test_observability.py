@@ -16,7 +16,6 @@ import json
 import re
 import socket
 import subprocess
-import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -154,19 +153,6 @@ def test_dashboards_load_in_grafana_file_provisioning() -> None:
             if p["type"] != "row":
                 assert p["datasource"]["uid"] == "${datasource}", (name, p["title"])
                 assert p["targets"], (name, p["title"])
-
-
-@pytest.fixture(scope="module")
-def promtool() -> Path:
-    out = subprocess.run(
-        [sys.executable, str(REPO / "tools" / "promtool.py"), "--path"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr
-    return Path(out.stdout.strip())
 
 
 def test_every_dashboard_query_parses(promtool: Path, tmp_path: Path) -> None:

@@ -15,11 +15,9 @@ import random
 import re
 import statistics
 import subprocess
-import sys
 from collections import defaultdict
 from pathlib import Path
 
-import pytest
 import yaml
 
 from dataengine.capacity import engines_needed
@@ -28,20 +26,6 @@ REPO = Path(__file__).resolve().parents[2]
 RULES = REPO / "deploy" / "prometheus" / "alerts.yml"
 RULE_TESTS = REPO / "deploy" / "prometheus" / "alerts_test.yml"
 TARGET = 0.02  # the rule's target: capacity.py's default
-
-
-@pytest.fixture(scope="module")
-def promtool() -> Path:
-    """The real promtool (fetched on first use; a failure to fetch fails)."""
-    out = subprocess.run(
-        [sys.executable, str(REPO / "tools" / "promtool.py"), "--path"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
-    assert out.returncode == 0, out.stderr
-    return Path(out.stdout.strip())
 
 
 def _run(promtool: Path, *args: str | Path) -> str:
