@@ -148,11 +148,16 @@ def test_fleet_command_against_real_engines(
     assert "demand (1 clients)" in out
     assert "engines needed for data wait <= 2%:" in out
     assert "bottleneck stage: " in out
-    stats = subprocess.run(
-        [sys.executable, "-m", "dataengine", "stats", addresses[0]],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    ).stdout
-    assert f"client {client_id}" in stats
+    # Rendezvous ownership over random ports may give an engine none of the
+    # 3 shards: such an engine saw no stream and no demand report.
+    stats = [
+        subprocess.run(
+            [sys.executable, "-m", "dataengine", "stats", address],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=True,
+        ).stdout
+        for address in addresses
+    ]
+    assert any(f"client {client_id}" in out for out in stats), stats

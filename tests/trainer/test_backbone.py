@@ -22,10 +22,11 @@ from trainer.config import RunConfig, load_config
 REPO = Path(__file__).resolve().parents[2]
 
 
-def _llama(vocab_size: int = 320) -> dict[str, Any]:
-    from transformers import LlamaConfig
+def _tiny(config_class: str, vocab_size: int) -> dict[str, Any]:
+    """A 2-layer, 64-wide config of a transformers ``config_class``."""
+    import transformers
 
-    return LlamaConfig(
+    return getattr(transformers, config_class)(
         vocab_size=vocab_size,
         hidden_size=64,
         intermediate_size=128,
@@ -34,21 +35,15 @@ def _llama(vocab_size: int = 320) -> dict[str, Any]:
         num_key_value_heads=2,
         max_position_embeddings=512,
     ).to_dict()
+
+
+def _llama(vocab_size: int = 320) -> dict[str, Any]:
+    return _tiny("LlamaConfig", vocab_size)
 
 
 def _qwen(vocab_size: int = 384) -> dict[str, Any]:
-    from transformers import Qwen2Config
-
     # Qwen pads its embedding past the tokenizer's ids, as here (320 < 384).
-    return Qwen2Config(
-        vocab_size=vocab_size,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-    ).to_dict()
+    return _tiny("Qwen2Config", vocab_size)
 
 
 STYLES = {"llama": _llama, "qwen": _qwen}
